@@ -1,0 +1,176 @@
+"""Model construction, the seeded holdout split and metrics (scikit-learn, pandas)."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+    from trainyard.spec import PipelineSpec
+
+
+class EstimatorImportError(ImportError):
+    """The spec's estimator import path does not resolve to a scikit-learn estimator."""
+
+
+def resolve_estimator(import_path: str) -> type:
+    """Import an estimator class from ``package.module.ClassName``.
+
+    Raises:
+        EstimatorImportError: The module or class is missing, or it has no ``fit``.
+    """
+    module_name, _, class_name = import_path.rpartition(".")
+    try:
+        estimator = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise EstimatorImportError(f"model.estimator {import_path!r} cannot be imported: {error}")
+    if not hasattr(estimator, "fit"):
+        raise EstimatorImportError(f"model.estimator {import_path!r} has no fit method")
+    return estimator
+
+
+def build_pipeline(spec: PipelineSpec) -> Pipeline:
+    """Preprocessing (impute + scale numeric, one-hot categorical) followed by the estimator.
+
+    Args:
+        spec: Declares the features, the estimator and its hyperparameters.
+
+    Returns:
+        An unfitted sklearn Pipeline taking the raw feature columns.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    schema = spec.schema_
+    transformers = []
+    if schema.numeric_features:
+        numeric = Pipeline(
+            [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+        )
+        transformers.append(("numeric", numeric, list(schema.numeric_features)))
+    if schema.categorical_features:
+        categorical = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+                ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
+        transformers.append(("categorical", categorical, list(schema.categorical_features)))
+    estimator = resolve_estimator(spec.model.estimator)(**spec.model.params)
+    return Pipeline([("features", ColumnTransformer(transformers)), ("model", estimator)])
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train and holdout features and targets."""
+
+    x_train: pd.DataFrame
+    x_test: pd.DataFrame
+    y_train: pd.Series
+    y_test: pd.Series
+    dropped_unlabeled: int
+
+
+def prepare_frame(spec: PipelineSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Keep labelled rows (if the spec says so) and check the declared columns are present.
+
+    Returns:
+        The rows to learn from and how many unlabelled rows were dropped.
+
+    Raises:
+        ValueError: Declared columns are missing, or no labelled rows are left.
+    """
+    schema = spec.schema_
+    missing = [c for c in (*schema.features, schema.target) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"snapshot lacks columns declared in the spec: {missing}")
+    dropped = 0
+    if spec.model.drop_unlabeled:
+        labelled = frame[schema.target].notna()
+        dropped = int((~labelled).sum())
+        frame = frame.loc[labelled]
+    if frame.empty:
+        raise ValueError("no labelled rows to train on")
+    return frame, dropped
+
+
+def split(spec: PipelineSpec, frame: pd.DataFrame) -> Split:
+    """The seeded holdout split; every step that calls it on the same snapshot gets the same rows.
+
+    Classification targets are stratified when the spec asks for it.
+    """
+    from sklearn.model_selection import train_test_split
+
+    frame, dropped = prepare_frame(spec, frame)
+    schema = spec.schema_
+    x = frame[list(schema.features)]
+    y = frame[schema.target]
+    if spec.model.task == "classification":
+        y = y.astype("int64") if str(y.dtype) in {"Int64", "Int32", "boolean"} else y
+    stratify = y if spec.model.task == "classification" and spec.split.stratify else None
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=spec.split.test_size, random_state=spec.split.seed, stratify=stratify
+    )
+    return Split(x_train, x_test, y_train, y_test, dropped)
+
+
+def compute_metrics(
+    metric_names: tuple[str, ...], model: Any, x: pd.DataFrame, y: pd.Series
+) -> dict[str, float]:
+    """Score a fitted model.
+
+    Args:
+        metric_names: Metrics from :data:`trainyard.spec.GREATER_IS_BETTER`.
+        model: Anything with ``predict`` (and ``predict_proba`` for roc_auc / log_loss).
+        x: Features.
+        y: True targets.
+
+    Returns:
+        Metric name -> value.
+    """
+    import numpy as np
+    from sklearn import metrics
+
+    predictions = model.predict(x)
+    probabilities = None
+    if {"roc_auc", "log_loss"} & set(metric_names):
+        probabilities = model.predict_proba(x)
+    labels = np.unique(y)
+    binary = len(labels) <= 2
+    average = "binary" if binary else "macro"
+    results: dict[str, float] = {}
+    for name in metric_names:
+        if name == "accuracy":
+            value = metrics.accuracy_score(y, predictions)
+        elif name == "balanced_accuracy":
+            value = metrics.balanced_accuracy_score(y, predictions)
+        elif name == "f1":
+            value = metrics.f1_score(y, predictions, average=average, zero_division=0)
+        elif name == "precision":
+            value = metrics.precision_score(y, predictions, average=average, zero_division=0)
+        elif name == "recall":
+            value = metrics.recall_score(y, predictions, average=average, zero_division=0)
+        elif name == "roc_auc":
+            value = (
+                metrics.roc_auc_score(y, probabilities[:, 1])
+                if binary
+                else metrics.roc_auc_score(y, probabilities, multi_class="ovr")
+            )
+        elif name == "log_loss":
+            value = metrics.log_loss(y, probabilities, labels=model.classes_)
+        elif name == "r2":
+            value = metrics.r2_score(y, predictions)
+        elif name == "rmse":
+            value = float(np.sqrt(metrics.mean_squared_error(y, predictions)))
+        elif name == "mae":
+            value = metrics.mean_absolute_error(y, predictions)
+        else:
+            raise ValueError(f"unknown metric {name!r}")
+        results[name] = float(value)
+    return results
