@@ -130,7 +130,7 @@ def build_training_dag(spec: PipelineSpec) -> DAG:
         ) -> dict:
             return airflow_tasks.register(spec, snapshot, report, trained, decision, context)
 
-        @task(task_id="report", trigger_rule=TriggerRule.NONE_FAILED)
+        @task(task_id="report", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
         def report_outcome(
             snapshot: dict, trained: dict, decision: dict, registration: dict | None
         ) -> dict:

@@ -78,7 +78,7 @@ class Split:
 
 
 def prepare_frame(spec: PipelineSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Keep labelled rows (if the spec says so) and check the declared columns are present.
+    """Keep labelled rows (if the spec says so), check the declared columns, numeric as float.
 
     Returns:
         The rows to learn from and how many unlabelled rows were dropped.
@@ -97,6 +97,10 @@ def prepare_frame(spec: PipelineSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame
         frame = frame.loc[labelled]
     if frame.empty:
         raise ValueError("no labelled rows to train on")
+    # Numeric features as float: the model imputes missing values, and an integer column in the
+    # MLflow signature would reject a scoring batch that has one.
+    numeric = list(schema.numeric_features)
+    frame = frame.assign(**{c: frame[c].astype("float64") for c in numeric})
     return frame, dropped
 
 

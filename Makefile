@@ -1,0 +1,60 @@
+# Everything installs from the repo's own locked files into .venv:
+#   requirements-bootstrap.txt (uv, hash-pinned) -> requirements.lock (+ requirements-dev.lock).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+export UV_PYTHON := $(BIN)/python
+
+.DEFAULT_GOAL := help
+.PHONY: help demo up down status test test-unit lint bench lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --require-hashes -r requirements-bootstrap.txt
+
+$(VENV)/.runtime: requirements.lock pyproject.toml | $(UV)
+	$(UV) pip install --quiet -r requirements.lock
+	$(UV) pip install --quiet --no-deps -e .
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.lock
+	$(UV) pip install --quiet -r requirements-dev.lock
+	@touch $@
+
+demo: $(VENV)/.runtime  ## start the embedded stack, train through Airflow, print the outcome
+	$(BIN)/trainyard demo
+
+up: $(VENV)/.runtime  ## start the embedded stack only
+	$(BIN)/trainyard stack up
+
+down:  ## stop the embedded stack (state stays in .stack/)
+	@if [ -x $(BIN)/trainyard ]; then $(BIN)/trainyard stack down; else echo "nothing to stop"; fi
+
+status: $(VENV)/.runtime  ## which services of the embedded stack are running
+	$(BIN)/trainyard stack status
+
+test: $(VENV)/.dev  ## lint, then every test (unit, DAG integrity, end to end on real services)
+	$(BIN)/ruff check dags plugins include tests benchmarks
+	$(BIN)/pytest
+
+test-unit: $(VENV)/.dev  ## unit and DAG tests only
+	$(BIN)/pytest tests/unit tests/dags
+
+lint: $(VENV)/.dev  ## ruff, including Airflow's AIR rules
+	$(BIN)/ruff check dags plugins include tests benchmarks
+	$(BIN)/ruff format --check dags plugins include tests benchmarks
+
+bench: $(VENV)/.dev  ## run the benchmarks (figures go to benchmarks/results/)
+	$(BIN)/python benchmarks/parse_time.py
+	$(BIN)/python benchmarks/training_wall_time.py
+
+lock: | $(UV)  ## recompile the locks after editing requirements*.txt
+	$(UV) pip compile requirements.txt -o requirements.lock --generate-hashes --python-version 3.11
+	$(UV) pip compile requirements-dev.txt -o requirements-dev.lock --generate-hashes --python-version 3.11
+
+clean: down  ## stop the stack and delete its state (.stack/)
+	rm -rf .stack
