@@ -75,7 +75,9 @@ class AirflowApi:
                     raise
             time.sleep(2)
         errors = self.request("GET", "/api/v2/importErrors").get("import_errors", [])
-        raise TimeoutError(f"DAG {dag_id} did not appear within {timeout:.0f} s; import errors: {errors}")
+        raise TimeoutError(
+            f"DAG {dag_id} did not appear within {timeout:.0f} s; import errors: {errors}"
+        )
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         """Pause or unpause a DAG."""
@@ -113,9 +115,7 @@ class AirflowApi:
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         """Task id -> state for one run."""
-        page = self.request(
-            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{_quote(run_id)}/taskInstances"
-        )
+        page = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_quote(run_id)}/taskInstances")
         return {ti["task_id"]: ti["state"] for ti in page["task_instances"]}
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:

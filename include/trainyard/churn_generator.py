@@ -64,7 +64,9 @@ class Knobs:
         known = set(NUMERIC_FEATURES) | set(CATEGORIES)
         unknown = sorted(set(self.covariate_drift) - known)
         if unknown:
-            raise ValueError(f"covariate_drift names unknown columns {unknown}; known: {sorted(known)}")
+            raise ValueError(
+                f"covariate_drift names unknown columns {unknown}; known: {sorted(known)}"
+            )
         if not 0.0 <= self.concept_drift <= 1.0:
             raise ValueError(f"concept_drift must be within [0, 1], got {self.concept_drift}")
 

@@ -17,7 +17,6 @@ Step commands print their JSON result on stdout, so they chain through files.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from datetime import UTC, date, datetime
@@ -186,7 +185,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = _spec(args.pipeline)
     try:
         result = run_pipeline(
-            spec, Settings.from_env(), _window(args, spec), RunContext.for_cli(spec.name, args.reason)
+            spec,
+            Settings.from_env(),
+            _window(args, spec),
+            RunContext.for_cli(spec.name, args.reason),
         )
     except ValidationFailed as error:
         print(error, file=sys.stderr)
@@ -204,7 +206,10 @@ def cmd_stack(args: argparse.Namespace) -> int:
         print_access(stack)
     elif args.action == "down":
         stopped = stack.down()
-        print(f"stopped: {', '.join(stopped) or 'nothing was running'}; state kept in {stack.state_dir}")
+        print(
+            f"stopped: {', '.join(stopped) or 'nothing was running'}; "
+            f"state kept in {stack.state_dir}"
+        )
     else:
         for name, pid in stack.status().items():
             print(f"{name:8} {'running (pid ' + str(pid) + ')' if pid else 'stopped'}")
@@ -266,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``trainyard`` and ``python -m trainyard``."""
+    from trainyard.devstack import StackError
+    from trainyard.spec import SpecError
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (StackError, SpecError) as error:
+        print(f"trainyard: {error}", file=sys.stderr)
+        return 2

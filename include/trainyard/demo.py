@@ -14,7 +14,7 @@ DEMO_ROWS_PER_DAY = 2000
 
 
 def default_stack() -> Stack:
-    """The stack under ``$TRAINYARD_STATE_DIR`` (default ``.stack/``), ports from the environment."""
+    """The stack in ``$TRAINYARD_STATE_DIR`` (default ``.stack/``), ports from the environment."""
     state = Path(os.environ.get("TRAINYARD_STATE_DIR", REPO_DIR / ".stack"))
     return Stack(state_dir=state, ports=Ports.from_env())
 
@@ -101,5 +101,12 @@ def run_demo(stack: Stack | None = None) -> int:
         print(f"task states: {states}; see the task logs in the Airflow UI")
     else:
         print_outcome(outcome)
+        trained_by = outcome["lineage"].get("airflow_run_id")
+        if trained_by and trained_by != finished["dag_run_id"]:
+            print(
+                f"note: v{outcome['version']} was trained by run {trained_by} on the same data, "
+                "spec and code (unpausing a DAG with catchup=False starts its latest scheduled "
+                "run), so this run reused it instead of registering a duplicate."
+            )
     print_access(stack)
     return 0 if outcome is not None else 1

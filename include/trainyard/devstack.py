@@ -7,6 +7,7 @@ The test suite uses the same code with free ports and a temporary folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -103,8 +104,11 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float, log: Path | N
         time.sleep(0.5)
     tail = ""
     if log is not None and log.exists():
-        tail = "\n--- last lines of " + str(log) + " ---\n" + "\n".join(
-            log.read_text(errors="replace").splitlines()[-25:]
+        tail = (
+            "\n--- last lines of "
+            + str(log)
+            + " ---\n"
+            + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
         )
     raise StackError(f"{what} did not become ready within {timeout:.0f} s{tail}")
 
@@ -163,7 +167,7 @@ class Stack:
         return f"http://{HOST}:{self.ports.airflow}"
 
     def client_env(self) -> dict[str, str]:
-        """Variables a task, the CLI or a test needs to use this stack (the configuration surface)."""
+        """Variables a task, the CLI or a test needs to use this stack (the config surface)."""
         return {
             "AWS_ACCESS_KEY_ID": self.credentials.s3_access_key,
             "AWS_SECRET_ACCESS_KEY": self.credentials.s3_secret_key,
@@ -276,7 +280,7 @@ class Stack:
     # ---- services --------------------------------------------------------------------------
 
     def start_s3(self) -> None:
-        """SeaweedFS with S3 on ``ports.s3``, access keys from the credentials file, buckets made."""
+        """SeaweedFS with S3 on ``ports.s3``, keys from the credentials file, buckets made."""
         if self.running_pid("s3") is None:
             p = self.ports
             self._check_ports(
@@ -351,7 +355,7 @@ class Stack:
         )
 
     def start_airflow(self) -> None:
-        """``airflow standalone`` (SQLite, LocalExecutor, examples off) with a known admin password."""
+        """``airflow standalone`` (SQLite, LocalExecutor, no examples), known admin password."""
         env = {**self.client_env(), **self.airflow_env()}
         if self.running_pid("airflow") is None:
             p = self.ports
@@ -368,7 +372,9 @@ class Stack:
             passwords = home / "passwords.json"
             passwords.write_text(json.dumps({AIRFLOW_ADMIN: self.credentials.airflow_password}))
             passwords.chmod(0o600)
-            self._spawn("airflow", [str(Path(sys.executable).parent / "airflow"), "standalone"], env)
+            self._spawn(
+                "airflow", [str(Path(sys.executable).parent / "airflow"), "standalone"], env
+            )
         wait_for(
             lambda: _http_ok(f"{self.airflow_url}/api/v2/monitor/health"),
             f"Airflow API server on {self.airflow_url}",
@@ -442,10 +448,8 @@ def seaweedfs_command(data_dir: Path, s3_config: Path, p: Ports, bind: str = HOS
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

@@ -38,7 +38,8 @@ class GateDecision(BaseModel):
         for check in self.checks:
             mark = "ok  " if check.passed else "FAIL"
             lines.append(
-                f"  [{mark}] {check.rule}: {check.metric}={check.value:.4f} vs bound {check.bound:.4f}"
+                f"  [{mark}] {check.rule}: {check.metric}={check.value:.4f} "
+                f"vs bound {check.bound:.4f}"
             )
         if self.note:
             lines.append(f"  note: {self.note}")

@@ -27,7 +27,9 @@ def resolve_estimator(import_path: str) -> type:
     try:
         estimator = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as error:
-        raise EstimatorImportError(f"model.estimator {import_path!r} cannot be imported: {error}")
+        raise EstimatorImportError(
+            f"model.estimator {import_path!r} cannot be imported: {error}"
+        ) from error
     if not hasattr(estimator, "fit"):
         raise EstimatorImportError(f"model.estimator {import_path!r} has no fit method")
     return estimator

@@ -216,7 +216,8 @@ class PipelineSpec(_Frozen):
         unknown = [m for m in self.metrics if m not in allowed]
         if unknown:
             raise ValueError(
-                f"metrics {unknown} are not {self.model.task} metrics; choose from {sorted(allowed)}"
+                f"metrics {unknown} are not {self.model.task} metrics; "
+                f"choose from {sorted(allowed)}"
             )
         for metric in (*self.gate.floors, self.gate.champion_metric):
             if metric not in self.metrics:

@@ -250,7 +250,9 @@ def evaluate(
                 spec.metrics, champion_model, data.x_test, data.y_test
             )
         except Exception as error:  # a champion on an older schema cannot score this holdout
-            note = f"champion v{current.version} could not score this holdout ({error}); floors only"
+            note = (
+                f"champion v{current.version} could not score this holdout ({error}); floors only"
+            )
             log.warning(note)
     decision = decide(
         spec.gate,

@@ -173,9 +173,7 @@ def run_suite(
         context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     suite = context.suites.add(
-        ExpectationSuite(
-            name=suite_document["name"], expectations=suite_document["expectations"]
-        )
+        ExpectationSuite(name=suite_document["name"], expectations=suite_document["expectations"])
     )
     batch = (
         context.data_sources.add_pandas("snapshot")
@@ -204,9 +202,7 @@ def run_suite(
 
 def result_prefix(settings: Settings, pipeline: str, snapshot_sha: str, suite_sha: str) -> str:
     """Deterministic S3 prefix of one (snapshot, suite) validation."""
-    return (
-        f"s3://{settings.artifacts_bucket}/validation/{pipeline}/{snapshot_sha}/{suite_sha[:16]}"
-    )
+    return f"s3://{settings.artifacts_bucket}/validation/{pipeline}/{snapshot_sha}/{suite_sha[:16]}"
 
 
 def validate_snapshot(
@@ -246,7 +242,9 @@ def validate_snapshot(
             page = pages[0].relative_to(site).as_posix() if pages else "index.html"
             data_docs_uri = f"{prefix}/data_docs/{page}"
     result_uri = f"{prefix}/result.json"
-    storage.put_bytes(settings, result_uri, json.dumps(result, indent=1).encode(), "application/json")
+    storage.put_bytes(
+        settings, result_uri, json.dumps(result, indent=1).encode(), "application/json"
+    )
     report = ValidationReport(
         success=not failures,
         suite=spec.validation.suite,

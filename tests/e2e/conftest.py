@@ -41,8 +41,8 @@ def run_dag(stack: Any, airflow_db: None):
     def run(dag_id: str, conf: dict[str, Any]) -> DagRunResult:
         bag = DagBag(dag_folder=str(REPO / "dags"), safe_mode=False)
         assert not bag.import_errors, bag.import_errors
-        dag = bag.get_dag(dag_id)
-        assert dag is not None, f"{dag_id} not in the DagBag: {sorted(bag.dag_ids)}"
+        assert dag_id in bag.dags, f"{dag_id} not in the DagBag: {sorted(bag.dag_ids)}"
+        dag = bag.dags[dag_id]
         dag_run = dag.test(run_conf=conf)
         states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
         return DagRunResult(

@@ -71,7 +71,7 @@ def test_first_run_registers_champion_v1_with_full_lineage(first_run, settings) 
     champion = _champion("churn")
     assert champion.version == "1"
     tags = champion.tags
-    assert LINEAGE_TAGS <= set(tags), LINEAGE_TAGS - set(tags)
+    assert set(tags) >= LINEAGE_TAGS, LINEAGE_TAGS - set(tags)
 
     snapshot = first_run.xcoms["ingest"]
     assert tags["snapshot_uri"] == snapshot["uri"]
@@ -133,9 +133,7 @@ def test_corrupted_partition_fails_at_validate_and_champion_stays(
     from trainyard.validation import ValidationReport, load_suite_json, result_prefix
 
     champion_before = _champion("churn").version
-    land_days(
-        settings, CORRUPT_DAY, CORRUPT_DAY, 1000, Knobs(corruption=("out_of_range",))
-    )
+    land_days(settings, CORRUPT_DAY, CORRUPT_DAY, 1000, Knobs(corruption=("out_of_range",)))
 
     run = run_dag("train_churn", {"window_end": CORRUPT_DAY.isoformat()})
 

@@ -1,0 +1,121 @@
+"""DAG validation over the whole DAGs folder: imports, policy, parse cost, bad specs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+SHIPPED_PIPELINES = REPO / "include" / "pipelines"
+HEAVY_MODULES = ("great_expectations", "evidently", "mlflow", "sklearn", "scipy", "skops")
+
+
+def _dagbag(pipelines_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("TRAINYARD_PIPELINES_DIR", str(pipelines_dir))
+    return DagBag(dag_folder=str(REPO / "dags"), safe_mode=False)
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield _dagbag(SHIPPED_PIPELINES, monkeypatch)
+
+
+def test_no_import_errors(dagbag) -> None:
+    assert dagbag.import_errors == {}
+
+
+def test_one_training_dag_per_shipped_spec(dagbag) -> None:
+    specs = {path.stem for path in SHIPPED_PIPELINES.glob("*.yaml")}
+    assert {f"train_{name}" for name in specs} <= set(dagbag.dag_ids)
+
+
+@pytest.mark.parametrize("policy", ["owner", "tags", "retries", "catchup", "doc_md", "schedule"])
+def test_every_dag_follows_policy(dagbag, policy: str) -> None:
+    problems = []
+    for dag_id, dag in dagbag.dags.items():
+        if policy == "owner" and any(t.owner in (None, "", "airflow") for t in dag.tasks):
+            problems.append(dag_id)
+        if policy == "tags" and not dag.tags:
+            problems.append(dag_id)
+        if policy == "retries":
+            for t in dag.tasks:
+                retried = t.retries >= 1 and t.retry_exponential_backoff >= 2
+                # The gate only reads an XCom; retrying a decision would change nothing.
+                if not retried and t.task_id != "gate":
+                    problems.append(f"{dag_id}.{t.task_id}")
+        if policy == "catchup" and dag.catchup:
+            problems.append(dag_id)
+        if policy == "doc_md" and not (dag.doc_md and len(dag.doc_md) > 200):
+            problems.append(dag_id)
+        if policy == "schedule" and dag.dag_id.startswith("train_") and dag.max_active_runs != 1:
+            problems.append(dag_id)
+    assert problems == []
+
+
+def test_training_dag_shape_and_params(dagbag) -> None:
+    dag = dagbag.dags["train_churn"]
+    assert dag.timetable.expression == "0 2 * * *"
+    assert dag.max_active_runs == 1
+    assert set(dag.params) >= {"window_end", "window_days", "reason"}
+    order = ["ingest", "validate", "train", "evaluate", "gate", "register", "report"]
+    assert set(dag.task_ids) == set(order)
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
+    for task in dag.tasks:
+        assert task.execution_timeout is not None and task.execution_timeout <= timedelta(hours=3)
+
+
+def test_parsing_the_dags_folder_imports_no_heavy_library(tmp_path: Path) -> None:
+    code = f"""
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder={str(REPO / "dags")!r}, safe_mode=False)
+assert not bag.import_errors, bag.import_errors
+print(json.dumps(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def _write_spec(directory: Path, name: str, mutate) -> Path:
+    data = yaml.safe_load((SHIPPED_PIPELINES / "churn.yaml").read_text())
+    data["name"] = name
+    mutate(data)
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda d: d["split"].update(test_size=1.5), "split.test_size"),
+        (lambda d: d["model"].pop("estimator"), "model.estimator"),
+        (lambda d: d["gate"].update(champion_metric="r2"), "gate uses metric 'r2'"),
+        (lambda d: d.update(schedul="@daily"), "schedul"),
+        (lambda d: d["source"].update(kind="ftp"), "source"),
+    ],
+    ids=["out-of-range", "missing", "inconsistent", "typo", "unknown-source"],
+)
+def test_malformed_spec_is_an_import_error_naming_file_and_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mutate, field: str
+) -> None:
+    bad = _write_spec(tmp_path, "broken", mutate)
+
+    bag = _dagbag(tmp_path, monkeypatch)
+
+    (message,) = bag.import_errors.values()
+    assert str(bad) in message
+    assert field in message
