@@ -1,0 +1,201 @@
+"""Benchmark (b): the training DAG on a 1M-row window vs the same steps in one CLI process.
+
+One SeaweedFS + MLflow server (free ports, temporary state) holds 28 daily churn partitions of
+~35.7k rows (1,000,020 rows). Then, on a machine otherwise idle:
+
+1. CLI: ``trainyard run churn`` in one process (ingest, validate, train, evaluate, register),
+   wall time and peak RSS of that process;
+2. Airflow: ``airflow standalone`` (LocalExecutor) is started, ``train_churn`` is triggered
+   through the REST API, and the run's wall time (run start to run end, as Airflow records it)
+   and the trigger-to-end time are taken; memory is sampled over the Airflow process tree:
+   the largest single process (the task that trains) and the tree's peak above its idle level.
+
+Each side writes to its own artifacts bucket and registers its own model, so both do the full
+work (no snapshot, validation or version is reused). Goal: Airflow wall time <= 1.5x the CLI.
+
+Usage: python benchmarks/training_wall_time.py [--rows-per-day N] [--days N]
+Writes benchmarks/results/training_wall_time.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+WINDOW_END = date(2026, 6, 30)
+
+
+class TreeMemory:
+    """Samples RSS of a process and all its descendants in a background thread."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak_total = 0
+        self.peak_single = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> tuple[int, int]:
+        """Current (total, largest single) RSS in bytes."""
+        total = largest = 0
+        for process in [self.root, *self.root.children(recursive=True)]:
+            try:
+                rss = process.memory_info().rss
+            except psutil.Error:
+                continue
+            total += rss
+            largest = max(largest, rss)
+        return total, largest
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total, largest = self.sample()
+            self.peak_total = max(self.peak_total, total)
+            self.peak_single = max(self.peak_single, largest)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def write_pipelines(directory: Path, registered_name: str) -> None:
+    """The shipped churn spec, unscheduled (no run on unpause), registering ``registered_name``."""
+    data = yaml.safe_load((REPO / "include" / "pipelines" / "churn.yaml").read_text())
+    data["schedule"] = None
+    data["model"]["registered_name"] = registered_name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "churn.yaml").write_text(yaml.safe_dump(data))
+
+
+def run_cli(env: dict[str, str]) -> dict:
+    """``trainyard run churn`` in a subprocess: wall time and peak RSS."""
+    command = [
+        str(Path(sys.executable).parent / "trainyard"),
+        "run",
+        "churn",
+        "--window-end",
+        WINDOW_END.isoformat(),
+        "--reason",
+        "benchmark",
+    ]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with TreeMemory(process.pid) as memory:
+        output, _ = process.communicate()
+    elapsed = time.perf_counter() - start
+    if process.returncode != 0:
+        raise RuntimeError(f"CLI run failed:\n{output.decode()[-3000:]}")
+    return {"wall_s": elapsed, "peak_rss_mb": memory.peak_single / 2**20}
+
+
+def run_airflow(stack, env_dir: Path) -> dict:
+    """Trigger train_churn under airflow standalone and measure it."""
+    from trainyard.demo import api_for
+
+    api = api_for(stack)
+    api.wait_for_dag("train_churn")
+    api.set_paused("train_churn", False)
+    time.sleep(5)  # let the scheduler settle after unpausing
+    with TreeMemory(stack.running_pid("airflow")) as memory:
+        idle_total, _ = memory.sample()
+        triggered = time.perf_counter()
+        run = api.trigger("train_churn", conf={"window_end": WINDOW_END.isoformat()})
+        finished = api.wait_for_run("train_churn", run["dag_run_id"], timeout=3600)
+        trigger_to_end = time.perf_counter() - triggered
+    if finished["state"] != "success":
+        states = api.task_states("train_churn", run["dag_run_id"])
+        raise RuntimeError(f"Airflow run {finished['state']}: {states}")
+    started = datetime.fromisoformat(finished["start_date"])
+    ended = datetime.fromisoformat(finished["end_date"])
+    tasks = api.request(
+        "GET", f"/api/v2/dags/train_churn/dagRuns/{run['dag_run_id']}/taskInstances"
+    )["task_instances"]
+    return {
+        "wall_s": (ended - started).total_seconds(),
+        "trigger_to_end_s": trigger_to_end,
+        "task_durations_s": {t["task_id"]: t["duration"] for t in tasks},
+        "peak_task_rss_mb": memory.peak_single / 2**20,
+        "tree_idle_rss_mb": idle_total / 2**20,
+        "tree_peak_rss_mb": memory.peak_total / 2**20,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows-per-day", type=int, default=35_715)
+    parser.add_argument("--days", type=int, default=28)
+    args = parser.parse_args()
+
+    from trainyard.churn_generator import land_days
+    from trainyard.devstack import Ports, Stack
+    from trainyard.settings import Settings
+
+    state = Path(tempfile.mkdtemp(prefix="bench-training-"))
+    cli_specs, airflow_specs = state / "pipelines-cli", state / "pipelines-airflow"
+    write_pipelines(cli_specs, "churn_bench_cli")
+    write_pipelines(airflow_specs, "churn_bench_airflow")
+    stack = Stack(
+        state_dir=state / "stack",
+        ports=Ports.free(),
+        extra_env={
+            "TRAINYARD_PIPELINES_DIR": str(airflow_specs),
+            "TRAINYARD_ARTIFACTS_BUCKET": "bench-airflow",
+        },
+    )
+    try:
+        stack.up(airflow=False)
+        env = {**os.environ, **stack.client_env()}
+        os.environ.update(env)
+        start = WINDOW_END - timedelta(days=args.days - 1)
+        land_days(Settings.from_env(), start, WINDOW_END, args.rows_per_day)
+        rows = args.rows_per_day * args.days
+        print(f"landed {rows:,} rows in {args.days} partitions", flush=True)
+
+        cli_env = {
+            **env,
+            "TRAINYARD_PIPELINES_DIR": str(cli_specs),
+            "TRAINYARD_ARTIFACTS_BUCKET": "bench-cli",
+        }
+        cli = run_cli(cli_env)
+        print(f"CLI: {cli['wall_s']:.1f} s, peak RSS {cli['peak_rss_mb']:.0f} MB", flush=True)
+
+        stack.start_airflow()
+        airflow = run_airflow(stack, airflow_specs)
+        print(
+            f"Airflow: run {airflow['wall_s']:.1f} s "
+            f"(trigger to end {airflow['trigger_to_end_s']:.1f} s), "
+            f"largest task RSS {airflow['peak_task_rss_mb']:.0f} MB, tree "
+            f"{airflow['tree_idle_rss_mb']:.0f} -> {airflow['tree_peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
+        ratio = airflow["wall_s"] / cli["wall_s"]
+        print(f"ratio Airflow/CLI: {ratio:.2f} (goal <= 1.5)")
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "training_wall_time.json").write_text(
+            json.dumps({"rows": rows, "cli": cli, "airflow": airflow, "ratio": ratio}, indent=2)
+        )
+    finally:
+        stack.down()
+
+
+if __name__ == "__main__":
+    main()
