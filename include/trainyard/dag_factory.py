@@ -64,11 +64,12 @@ alias `champion` (the old champion becomes `previous`).
 """
 
 
-def build_training_dag(spec: PipelineSpec) -> DAG:
+def build_training_dag(spec: PipelineSpec, training_queue: str | None = None) -> DAG:
     """The nightly training DAG of one pipeline.
 
     Args:
         spec: The pipeline spec.
+        training_queue: Executor queue of the ``train`` task (None: the default queue).
 
     Returns:
         The DAG ``train_<name>``.
@@ -112,7 +113,7 @@ def build_training_dag(spec: PipelineSpec) -> DAG:
         def validate_snapshot(snapshot: dict) -> dict:
             return airflow_tasks.validate(spec, snapshot)
 
-        @task(task_id="train")
+        @task(task_id="train", **({"queue": training_queue} if training_queue else {}))
         def train_model(snapshot: dict, report: dict, **context: Any) -> dict:
             return airflow_tasks.train(spec, snapshot, report, context)
 
@@ -154,4 +155,7 @@ def build_training_dags(settings: Settings | None = None) -> list[DAG]:
         trainyard.spec.SpecError: Naming every invalid spec file and field.
     """
     settings = settings or Settings.from_env()
-    return [build_training_dag(spec) for spec in load_all_specs(settings.pipelines_dir)]
+    return [
+        build_training_dag(spec, settings.training_queue)
+        for spec in load_all_specs(settings.pipelines_dir)
+    ]

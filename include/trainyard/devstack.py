@@ -429,8 +429,15 @@ def s3_identities(credentials: Credentials) -> dict:
     }
 
 
-def seaweedfs_command(data_dir: Path, s3_config: Path, p: Ports, bind: str = HOST) -> list[str]:
-    """``weed server`` with master, volume, filer and S3, every port pinned."""
+def seaweedfs_command(
+    data_dir: Path, s3_config: Path | None, p: Ports, bind: str = HOST
+) -> list[str]:
+    """``weed server`` with master, volume, filer and S3, every port pinned.
+
+    With ``s3_config=None`` the S3 gateway takes its admin key pair from ``AWS_ACCESS_KEY_ID`` /
+    ``AWS_SECRET_ACCESS_KEY`` in its environment (what the compose file and the production-shape
+    run do) instead of an identities file.
+    """
     weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or "weed"
     return [
         weed, "server",
@@ -443,7 +450,7 @@ def seaweedfs_command(data_dir: Path, s3_config: Path, p: Ports, bind: str = HOS
         "-filer", f"-filer.port={p.weed_filer}", f"-filer.port.grpc={p.weed_filer_grpc}",
         "-s3", f"-s3.port={p.s3}", f"-s3.port.grpc={p.s3_grpc}",
         "-s3.port.iceberg=0", "-s3.port.lance=0",
-        f"-s3.config={s3_config}",
+        *([f"-s3.config={s3_config}"] if s3_config is not None else []),
     ]  # fmt: skip
 
 

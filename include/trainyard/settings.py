@@ -13,6 +13,8 @@ The embedded stack, the production-shape run and docker-compose all set the same
   (default: ``include/pipelines`` and ``include/expectations`` next to the package).
 - ``TRAINYARD_GIT_COMMIT``: the code version recorded in lineage when there is no git checkout
   (the Docker image sets it at build time).
+- ``TRAINYARD_TRAINING_QUEUE``: Celery queue of the ``train`` tasks (unset: Airflow's default
+  queue), so training can run on its own pool of workers.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Settings:
     region: str
     pipelines_dir: Path
     expectations_dir: Path
+    training_queue: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -55,4 +58,5 @@ class Settings:
             expectations_dir=Path(
                 env.get("TRAINYARD_EXPECTATIONS_DIR", _INCLUDE_DIR / "expectations")
             ),
+            training_queue=env.get("TRAINYARD_TRAINING_QUEUE") or None,
         )
