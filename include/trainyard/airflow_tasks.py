@@ -53,6 +53,7 @@ def run_context(context: dict[str, Any]) -> RunContext:
         run_id=dag_run.run_id,
         trigger_reason=trigger_reason(context),
         git_commit=git_commit(),
+        drift_report_uri=(context["params"].get("drift_report_uri") or "").strip() or None,
     )
 
 

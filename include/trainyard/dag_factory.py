@@ -61,6 +61,8 @@ alias `champion` (the old champion becomes `previous`).
 
 **Manual runs** (Trigger DAG w/ config): `window_end` (YYYY-MM-DD, last day included),
 `window_days`, `reason` (recorded in the model version's lineage).
+Runs triggered by the drift monitor also carry `drift_report_uri` (a lineage tag),
+`drifted_columns` and `drift_share`.
 """
 
 
@@ -101,6 +103,12 @@ def build_training_dag(spec: PipelineSpec, training_queue: str | None = None) ->
                 "",
                 type="string",
                 description="Why this run; recorded in the model version's lineage.",
+            ),
+            "drift_report_uri": Param(
+                "",
+                type="string",
+                description="Set by the drift monitor: the report that triggered this run; "
+                "recorded in the model version's lineage.",
             ),
         },
     ) as dag:

@@ -51,6 +51,8 @@ class RunContext(BaseModel):
     run_id: str
     trigger_reason: str
     git_commit: str
+    #: The drift report that triggered this run (a drift-triggered retrain), else None.
+    drift_report_uri: str | None = None
 
     @classmethod
     def for_cli(cls, pipeline: str, reason: str = "cli") -> RunContext:

@@ -60,6 +60,7 @@ def lineage_tags(
         "airflow_dag_id": context.dag_id,
         "airflow_run_id": context.run_id,
         "trigger_reason": context.trigger_reason,
+        "drift_report_uri": context.drift_report_uri or "",
         "git_commit": context.git_commit,
         "spec_sha256": spec_sha,
         "mlflow_run_id": training.mlflow_run_id,

@@ -1,0 +1,213 @@
+"""Adapters between Airflow task context and the drift monitor's steps.
+
+Like :mod:`trainyard.airflow_tasks`: each function calls one step and returns a small JSON-able
+reference for XCom; heavy libraries are imported inside the steps. Deterministic failures (a
+broken batch, a champion without lineage) raise AirflowFailException so they are not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from trainyard.airflow_tasks import run_context, run_day
+
+if TYPE_CHECKING:
+    from trainyard.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+#: Training-run states that block a drift-triggered retrain.
+ACTIVE_STATES = ["queued", "running"]
+
+
+def _settings():
+    from trainyard.settings import Settings
+
+    return Settings.from_env()
+
+
+def _record_outcome(spec: PipelineSpec, context: dict[str, Any], action: str, message: str) -> str:
+    """Store the decision of a run that ended before a verdict (no champion, bad data)."""
+    from trainyard.drift_policy import RetrainDecision, write_decision
+
+    dag_run = context["dag_run"]
+    decision = RetrainDecision(
+        pipeline=spec.name,
+        action=action,
+        retrain=False,
+        message=message,
+        decided_at=dag_run.run_after,
+        drift_run_id=dag_run.run_id,
+        training_dag_id=spec.training_dag_id,
+    )
+    return write_decision(_settings(), decision)
+
+
+def reference(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
+    """The champion's training snapshot; without a champion the run ends here, skipped."""
+    from trainyard.drift import NoChampionError, ReferenceUnavailableError, champion_reference
+
+    try:
+        ref = champion_reference(spec)
+    except NoChampionError as error:
+        uri = _record_outcome(spec, context, "no_champion", str(error))
+        log.warning("%s (recorded in %s)", error, uri)
+        raise AirflowSkipException(str(error)) from error
+    except ReferenceUnavailableError as error:
+        raise AirflowFailException(str(error)) from error
+    log.info(
+        "reference: %s v%s trained on %s (%s .. %s)",
+        ref.model_name,
+        ref.model_version,
+        ref.snapshot_uri,
+        ref.window_start,
+        ref.window_end,
+    )
+    return ref.model_dump(mode="json")
+
+
+def current(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
+    """Snapshot the newest raw partitions of the drift window."""
+    from trainyard.drift import NoCurrentDataError, current_window
+    from trainyard.ingest import MissingPartitionsError, ingest
+
+    params = context["params"]
+    window_end = params.get("window_end")
+    settings = _settings()
+    try:
+        window = current_window(
+            spec,
+            settings,
+            run_day(context),
+            window_end=date.fromisoformat(window_end) if window_end else None,
+            window_days=params.get("window_days"),
+        )
+        log.info("current window %s .. %s", window.start, window.end)
+        snapshot = ingest(spec, settings, window)
+    except MissingPartitionsError as error:
+        if getattr(spec.source, "on_missing_partitions", "fail") == "skip":
+            raise AirflowSkipException(f"skipping the drift check: {error}") from error
+        raise AirflowFailException(str(error)) from error
+    except (NoCurrentDataError, ValueError) as error:
+        raise AirflowFailException(str(error)) from error
+    log.info("current snapshot %s sha256=%s rows=%d", snapshot.uri, snapshot.sha256, snapshot.rows)
+    return snapshot.model_dump(mode="json")
+
+
+def validate(spec: PipelineSpec, snapshot: dict[str, Any], context: dict[str, Any]) -> dict:
+    """Check the current batch with the pipeline's GX suite before any drift statistics.
+
+    A broken batch is a data-quality failure: the task fails (no retries) listing the failed
+    expectations, and there is no drift verdict and no retrain.
+    """
+    from trainyard.ingest import SnapshotRef
+    from trainyard.validation import validate_snapshot
+
+    report = validate_snapshot(spec, _settings(), SnapshotRef.model_validate(snapshot))
+    log.info("validation result: %s", report.result_uri)
+    log.info("data docs: %s", report.data_docs_uri)
+    for warning in report.warnings:
+        log.warning("expectation failed with severity %s: %s", warning.severity, warning.describe())
+    if not report.success:
+        message = (
+            "DATA-QUALITY FAILURE of the current batch, not a drift verdict: no drift check, "
+            "no retrain.\n" + report.failure_message()
+        )
+        _record_outcome(spec, context, "data_quality_failure", message)
+        raise AirflowFailException(message)
+    return {
+        "success": True,
+        "suite": report.suite,
+        "result_uri": report.result_uri,
+        "data_docs_uri": report.data_docs_uri,
+    }
+
+
+def check(
+    spec: PipelineSpec, reference: dict[str, Any], snapshot: dict[str, Any], context: dict
+) -> dict[str, Any]:
+    """Run Evidently; store the summary and HTML report on S3; log the check to MLflow."""
+    from trainyard.drift import ReferenceRef, ReferenceUnavailableError, check_drift, log_check
+    from trainyard.ingest import SnapshotRef
+
+    settings = _settings()
+    try:
+        summary = check_drift(
+            spec,
+            settings,
+            ReferenceRef.model_validate(reference),
+            SnapshotRef.model_validate(snapshot),
+        )
+    except (ReferenceUnavailableError, ValueError) as error:
+        # A vanished reference or a report we cannot read will not heal on retry.
+        raise AirflowFailException(str(error)) from error
+    mlflow_run_id = log_check(spec, settings, summary, run_context(context))
+    log.info("%s", summary.describe())
+    log.info("drift summary: %s", summary.summary_uri)
+    log.info("drift report : %s", summary.report_uri or "(none: insufficient data)")
+    log.info("MLflow run   : %s (experiment %s-monitoring)", mlflow_run_id, spec.name)
+    return {**summary.reference_for_xcom(), "mlflow_run_id": mlflow_run_id}
+
+
+def decide(spec: PipelineSpec, summary: dict[str, Any], context: dict[str, Any]) -> dict:
+    """Apply storm protection: cooldown, no retrain while training is queued or running."""
+    from trainyard import drift_policy
+
+    settings = _settings()
+    dag_run = context["dag_run"]
+    # Asked of Airflow through the Task SDK (tasks cannot query the metadata DB directly).
+    active = context["ti"].get_dr_count(dag_id=spec.training_dag_id, states=ACTIVE_STATES)
+    decision = drift_policy.decide(
+        summary,
+        now=dag_run.run_after,
+        cooldown_hours=spec.drift.cooldown_hours,
+        last_retrain=drift_policy.last_retrain(settings, spec.name),
+        active_training_runs=active,
+        drift_run_id=dag_run.run_id,
+        training_dag_id=spec.training_dag_id,
+        force=bool(context["params"].get("force")),
+    )
+    uri = drift_policy.write_decision(settings, decision)
+    _tag_mlflow_run(summary.get("mlflow_run_id"), decision.action, decision.message)
+    if decision.action.startswith("suppressed"):
+        log.warning("%s", decision.message)
+    else:
+        log.info("%s", decision.message)
+    log.info("decision recorded in %s", uri)
+    return decision.model_dump(mode="json")
+
+
+def _tag_mlflow_run(run_id: str | None, action: str, message: str) -> None:
+    if not run_id:
+        return
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.set_tag(run_id, "retrain_decision", action)
+    client.set_tag(run_id, "retrain_message", message[:4000])
+
+
+def retrain_requested(decision: dict[str, Any]) -> bool:
+    """True lets the trigger run; False skips it (the run still succeeds)."""
+    return bool(decision.get("retrain"))
+
+
+def record(spec: PipelineSpec, decision: dict[str, Any]) -> dict[str, Any]:
+    """After the trigger: record the retrain, which starts the cooldown."""
+    from trainyard.drift_policy import RetrainDecision, record_from, record_retrain
+
+    entry = record_from(RetrainDecision.model_validate(decision))
+    uri = record_retrain(_settings(), spec.name, entry)
+    log.info(
+        "retrain %s of %s recorded in %s; cooldown %sh from %s",
+        entry.training_run_id,
+        entry.training_dag_id,
+        uri,
+        spec.drift.cooldown_hours,
+        entry.requested_at.isoformat(),
+    )
+    return {"ledger_uri": uri, **entry.model_dump(mode="json")}
