@@ -57,7 +57,8 @@ def test_every_dag_follows_policy(dagbag, policy: str) -> None:
             problems.append(dag_id)
         if policy == "doc_md" and not (dag.doc_md and len(dag.doc_md) > 200):
             problems.append(dag_id)
-        if policy == "schedule" and dag.dag_id.startswith("train_") and dag.max_active_runs != 1:
+        one_at_a_time = dag.dag_id.startswith(("train_", "drift_"))
+        if policy == "schedule" and one_at_a_time and dag.max_active_runs != 1:
             problems.append(dag_id)
     assert problems == []
 
@@ -73,6 +74,38 @@ def test_training_dag_shape_and_params(dagbag) -> None:
         assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
     for task in dag.tasks:
         assert task.execution_timeout is not None and task.execution_timeout <= timedelta(hours=3)
+
+
+def test_one_drift_monitor_per_partitioned_spec_none_for_static_data(dagbag) -> None:
+    drift_ids = {dag_id for dag_id in dagbag.dag_ids if dag_id.startswith("drift_")}
+    assert drift_ids == {"drift_churn"}  # breast_cancer is a static sklearn dataset
+
+
+def test_drift_dag_shape_params_and_trigger(dagbag) -> None:
+    dag = dagbag.dags["drift_churn"]
+    assert dag.timetable.expression == "0 * * * *"
+    assert dag.max_active_runs == 1
+    assert set(dag.params) >= {"window_end", "window_days", "force"}
+    order = [
+        "reference",
+        "current",
+        "validate",
+        "check_drift",
+        "decide",
+        "retrain_requested",
+        "trigger_retrain",
+        "record_retrain",
+    ]
+    assert set(dag.task_ids) == set(order)
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
+    trigger = dag.get_task("trigger_retrain")
+    assert trigger.trigger_dag_id == "train_churn"
+    assert trigger.skip_when_already_exists is True
+    assert trigger.wait_for_completion is False
+    for task in dag.tasks:
+        assert task.execution_timeout is not None and task.execution_timeout <= timedelta(hours=1)
+    assert "drift_report_uri" in dagbag.dags["train_churn"].params
 
 
 def test_parsing_the_dags_folder_imports_no_heavy_library(tmp_path: Path) -> None:
@@ -116,6 +149,9 @@ def test_malformed_spec_is_an_import_error_naming_file_and_field(
 
     bag = _dagbag(tmp_path, monkeypatch)
 
-    (message,) = bag.import_errors.values()
-    assert str(bad) in message
-    assert field in message
+    # Both DAG files (training and drift monitors) read the specs; each names file and field.
+    failing = {Path(f).name for f in bag.import_errors}
+    assert failing == {"training_pipelines.py", "drift_monitors.py"}
+    for message in bag.import_errors.values():
+        assert str(bad) in message
+        assert field in message
