@@ -8,6 +8,7 @@
     trainyard evaluate PIPELINE --snapshot ... --training ...
     trainyard register PIPELINE --snapshot ... --validation ... --training ... --decision ...
     trainyard run PIPELINE [--window-end D]           all steps in one process
+    trainyard drift PIPELINE [--window-end D]         drift check vs the champion (no retrain)
     trainyard stack up|down|status                    the embedded stack
     trainyard demo                                    what `make demo` runs
 
@@ -17,6 +18,7 @@ Step commands print their JSON result on stdout, so they chain through files.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from datetime import UTC, date, datetime
@@ -197,6 +199,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    from trainyard import drift_policy
+    from trainyard.drift import NoChampionError, run_check
+    from trainyard.lineage import RunContext
+    from trainyard.pipeline import ValidationFailed
+    from trainyard.settings import Settings
+
+    spec = _spec(args.pipeline)
+    settings = Settings.from_env()
+    context = RunContext.for_cli(spec.name, args.reason)
+    try:
+        # MLflow prints "View run ..." on stdout; stdout carries only the JSON summary.
+        with contextlib.redirect_stdout(sys.stderr):
+            summary, mlflow_run_id = run_check(
+                spec,
+                settings,
+                datetime.now(UTC).date(),
+                context,
+                window_end=date.fromisoformat(args.window_end) if args.window_end else None,
+                window_days=args.window_days,
+            )
+    except NoChampionError as error:
+        print(error, file=sys.stderr)
+        return 0
+    except ValidationFailed as error:
+        print(f"data-quality failure, no drift verdict:\n{error}", file=sys.stderr)
+        return 1
+    _emit(summary)
+    print(summary.describe(), file=sys.stderr)
+    print(f"  mlflow run: {mlflow_run_id} (experiment {spec.name}-monitoring)", file=sys.stderr)
+    decision = drift_policy.decide(
+        summary.reference_for_xcom(),
+        now=datetime.now(UTC),
+        cooldown_hours=spec.drift.cooldown_hours,
+        last_retrain=drift_policy.last_retrain(settings, spec.name),
+        active_training_runs=0,
+        drift_run_id=context.run_id,
+        training_dag_id=spec.training_dag_id,
+    )
+    print(
+        f"  in Airflow this verdict would give: {decision.message} (the CLI never triggers "
+        "training and cannot see queued or running training runs)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_stack(args: argparse.Namespace) -> int:
     from trainyard.demo import default_stack, print_access
 
@@ -254,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         return sub
 
-    for sub in (step("ingest", cmd_ingest), step("run", cmd_run)):
+    for sub in (step("ingest", cmd_ingest), step("run", cmd_run), step("drift", cmd_drift)):
         sub.add_argument("--window-end", help="last partition date, YYYY-MM-DD")
         sub.add_argument("--window-days", type=int)
     step("validate", cmd_validate, "snapshot")

@@ -1,4 +1,8 @@
-"""``make demo``: start the embedded stack, land churn data, train through Airflow, show results."""
+"""``make demo``: start the embedded stack, land churn data, train through Airflow, show results.
+
+Then the drift half: land a drifted partition for today, run the drift monitor ``drift_churn``,
+print its verdict and a report URL, and follow the retrain it triggers to its outcome.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ from trainyard.devstack import AIRFLOW_ADMIN, REPO_DIR, Ports, Stack
 
 DEMO_DAYS = 35
 DEMO_ROWS_PER_DAY = 2000
+#: Covariate drift the demo lands for today: customers stay longer and pay more. total_charges
+#: (tenure x monthly) follows, so three of the ten columns drift (churn's drift_share is 0.3).
+DEMO_DRIFT = {"tenure_months": 1.0, "monthly_charges": 1.0}
 
 
 def default_stack() -> Stack:
@@ -62,6 +69,96 @@ def print_outcome(outcome: dict) -> None:
     print(Outcome.model_validate(outcome).describe())
 
 
+def land_drifted_day(rows_per_day: int = DEMO_ROWS_PER_DAY):
+    """Write today's (UTC) churn partition with the demo's covariate drift.
+
+    Returns:
+        The date written.
+    """
+    from trainyard.churn_generator import Knobs, land_days
+    from trainyard.settings import Settings
+
+    today = datetime.now(UTC).date()
+    land_days(Settings.from_env(), today, today, rows_per_day, Knobs(covariate_drift=DEMO_DRIFT))
+    return today
+
+
+def wait_until_idle(api: AirflowApi, dag_id: str, timeout: float = 1800) -> None:
+    """Wait until a DAG has no queued or running runs (a drift retrain is refused meanwhile)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page = api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?state=queued&state=running")
+        if not page["total_entries"]:
+            return
+        time.sleep(3)
+    raise TimeoutError(f"{dag_id} still has queued or running runs after {timeout:.0f} s")
+
+
+def drift_through_airflow(stack: Stack, api: AirflowApi) -> int:
+    """Land drifted data, run ``drift_churn``, show the verdict and report, follow the retrain.
+
+    Returns:
+        0 when the drift run succeeded and a triggered retrain finished (registered or
+        rejected by the gate), else 1.
+    """
+    from mlflow import MlflowClient
+
+    from trainyard import storage
+    from trainyard.drift import DriftSummary, mlflow_run_url
+    from trainyard.drift_policy import last_retrain
+    from trainyard.settings import Settings
+
+    settings = Settings.from_env()
+    day = land_drifted_day()
+    drifted = ", ".join(f"{c} (+{s:g})" for c, s in DEMO_DRIFT.items())
+    print(f"\n--- drift ---\nlanded today's partition {day} with covariate drift on {drifted}")
+    wait_until_idle(api, "train_churn")  # the nightly DAG's catch-up run may still be going
+    api.wait_for_dag("drift_churn")
+    before = last_retrain(settings, "churn")
+    run = api.trigger("drift_churn", conf={})
+    api.set_paused("drift_churn", False)
+    print(f"triggered drift_churn run {run['dag_run_id']}; waiting ...", flush=True)
+    finished = api.wait_for_run("drift_churn", run["dag_run_id"], timeout=900)
+    print(f"run {finished['dag_run_id']} of drift_churn: {finished['state']}")
+    if finished["state"] != "success":
+        states = api.task_states("drift_churn", finished["dag_run_id"])
+        print(f"task states: {states}; see the task logs in the Airflow UI")
+        return 1
+    check = api.xcom("drift_churn", run["dag_run_id"], "check_drift")
+    decision = api.xcom("drift_churn", run["dag_run_id"], "decide")
+    summary = DriftSummary.model_validate_json(storage.get_bytes(settings, check["summary_uri"]))
+    print(summary.describe())
+    print(f"decision: {decision['message']}")
+    if summary.report_uri:
+        url = storage.presigned_url(settings, summary.report_uri)
+        print(f"\nopen the report (presigned, valid 7 days):\n  {url}")
+    experiment = MlflowClient().get_experiment_by_name("churn-monitoring")
+    print(
+        "or in MLflow: "
+        + mlflow_run_url(stack.mlflow_url, experiment.experiment_id, check["mlflow_run_id"])
+    )
+    retrain = last_retrain(settings, "churn")
+    if retrain is None or retrain == before:
+        print("no new drift-triggered retrain (see the decision above)")
+        return 1 if decision["action"] == "retrain" else 0
+    if retrain.drift_run_id != run["dag_run_id"]:
+        print(
+            f"(the retrain was requested by drift run {retrain.drift_run_id}, which ran first: "
+            "unpausing an hourly DAG also starts its latest scheduled run)"
+        )
+    print(f"\nretrain: {retrain.training_dag_id} run {retrain.training_run_id}; waiting ...")
+    trained = api.wait_for_run(retrain.training_dag_id, retrain.training_run_id)
+    print(f"run {retrain.training_run_id} of {retrain.training_dag_id}: {trained['state']}")
+    if trained["state"] != "success":
+        states = api.task_states(retrain.training_dag_id, retrain.training_run_id)
+        print(f"task states: {states}; see the task logs in the Airflow UI")
+        return 1
+    print_outcome(api.xcom(retrain.training_dag_id, retrain.training_run_id, "report"))
+    return 0
+
+
 def print_access(stack: Stack) -> None:
     """URLs and logins of the UIs."""
     print(
@@ -108,5 +205,8 @@ def run_demo(stack: Stack | None = None) -> int:
                 "spec and code (unpausing a DAG with catchup=False starts its latest scheduled "
                 "run), so this run reused it instead of registering a duplicate."
             )
+    code = 1
+    if outcome is not None:
+        code = drift_through_airflow(stack, api)
     print_access(stack)
-    return 0 if outcome is not None else 1
+    return code

@@ -190,6 +190,21 @@ def test_stable_data_no_drift_no_training_run(champion, run_dag, settings) -> No
     assert _monitoring_run(run).data.tags["verdict"] == "no_drift"
 
 
+def test_cli_drift_check_gives_the_same_verdict_without_airflow(champion, capsys) -> None:
+    from trainyard.cli import main
+    from trainyard.drift import DriftSummary
+
+    code = main(["drift", PIPELINE, "--window-end", STABLE_DAY.isoformat()])
+
+    printed = capsys.readouterr()
+    assert code == 0
+    summary = DriftSummary.model_validate_json(printed.out)
+    assert summary.verdict == "no_drift"
+    assert summary.current.window_end == STABLE_DAY
+    assert "would give: " in printed.err
+    assert _drift_retrains() == []
+
+
 def test_tiny_current_sample_is_insufficient_data_no_trigger(champion, run_dag, settings) -> None:
     from trainyard import storage
 
