@@ -69,18 +69,18 @@ def print_outcome(outcome: dict) -> None:
     print(Outcome.model_validate(outcome).describe())
 
 
-def land_drifted_day(rows_per_day: int = DEMO_ROWS_PER_DAY):
-    """Write today's (UTC) churn partition with the demo's covariate drift.
+def land_drifted_day(day, rows_per_day: int = DEMO_ROWS_PER_DAY) -> None:
+    """Write one day's churn partition with the demo's covariate drift.
 
-    Returns:
-        The date written.
+    Args:
+        day: The partition date: the day after the stable data, so the retrain's window (which
+            ends on the drifted day) has no gap even when the demo runs across midnight UTC.
+        rows_per_day: Rows in the partition.
     """
     from trainyard.churn_generator import Knobs, land_days
     from trainyard.settings import Settings
 
-    today = datetime.now(UTC).date()
-    land_days(Settings.from_env(), today, today, rows_per_day, Knobs(covariate_drift=DEMO_DRIFT))
-    return today
+    land_days(Settings.from_env(), day, day, rows_per_day, Knobs(covariate_drift=DEMO_DRIFT))
 
 
 def wait_until_idle(api: AirflowApi, dag_id: str, timeout: float = 1800) -> None:
@@ -96,7 +96,7 @@ def wait_until_idle(api: AirflowApi, dag_id: str, timeout: float = 1800) -> None
     raise TimeoutError(f"{dag_id} still has queued or running runs after {timeout:.0f} s")
 
 
-def drift_through_airflow(stack: Stack, api: AirflowApi) -> int:
+def drift_through_airflow(stack: Stack, api: AirflowApi, day) -> int:
     """Land drifted data, run ``drift_churn``, show the verdict and report, follow the retrain.
 
     Returns:
@@ -107,13 +107,13 @@ def drift_through_airflow(stack: Stack, api: AirflowApi) -> int:
 
     from trainyard import storage
     from trainyard.drift import DriftSummary, mlflow_run_url
-    from trainyard.drift_policy import last_retrain
+    from trainyard.drift_policy import RetrainDecision, decision_uri, last_retrain
     from trainyard.settings import Settings
 
     settings = Settings.from_env()
-    day = land_drifted_day()
+    land_drifted_day(day)
     drifted = ", ".join(f"{c} (+{s:g})" for c, s in DEMO_DRIFT.items())
-    print(f"\n--- drift ---\nlanded today's partition {day} with covariate drift on {drifted}")
+    print(f"\n--- drift ---\nlanded partition {day} with covariate drift on {drifted}")
     wait_until_idle(api, "train_churn")  # the nightly DAG's catch-up run may still be going
     api.wait_for_dag("drift_churn")
     before = last_retrain(settings, "churn")
@@ -130,7 +130,6 @@ def drift_through_airflow(stack: Stack, api: AirflowApi) -> int:
     decision = api.xcom("drift_churn", run["dag_run_id"], "decide")
     summary = DriftSummary.model_validate_json(storage.get_bytes(settings, check["summary_uri"]))
     print(summary.describe())
-    print(f"decision: {decision['message']}")
     if summary.report_uri:
         url = storage.presigned_url(settings, summary.report_uri)
         print(f"\nopen the report (presigned, valid 7 days):\n  {url}")
@@ -141,13 +140,18 @@ def drift_through_airflow(stack: Stack, api: AirflowApi) -> int:
     )
     retrain = last_retrain(settings, "churn")
     if retrain is None or retrain == before:
-        print("no new drift-triggered retrain (see the decision above)")
+        print(f"\ndecision: {decision['message']}\nno new drift-triggered retrain")
         return 1 if decision["action"] == "retrain" else 0
     if retrain.drift_run_id != run["dag_run_id"]:
-        print(
-            f"(the retrain was requested by drift run {retrain.drift_run_id}, which ran first: "
-            "unpausing an hourly DAG also starts its latest scheduled run)"
+        # Unpausing the hourly DAG can start a scheduled run; whichever ran first asked for the
+        # retrain, and storm protection kept the other one from asking again.
+        first = RetrainDecision.model_validate_json(
+            storage.get_bytes(settings, decision_uri(settings, "churn", retrain.drift_run_id))
         )
+        print(f"\ndrift run {retrain.drift_run_id} (scheduled, ran first): {first.message}")
+        print(f"drift run {run['dag_run_id']} (ours): {decision['message']}")
+    else:
+        print(f"\ndecision: {decision['message']}")
     print(f"\nretrain: {retrain.training_dag_id} run {retrain.training_run_id}; waiting ...")
     trained = api.wait_for_run(retrain.training_dag_id, retrain.training_run_id)
     print(f"run {retrain.training_run_id} of {retrain.training_dag_id}: {trained['state']}")
@@ -207,6 +211,6 @@ def run_demo(stack: Stack | None = None) -> int:
             )
     code = 1
     if outcome is not None:
-        code = drift_through_airflow(stack, api)
+        code = drift_through_airflow(stack, api, end + timedelta(days=1))
     print_access(stack)
     return code
