@@ -58,3 +58,18 @@ lock: | $(UV)  ## recompile the locks after editing requirements*.txt
 
 clean: down  ## stop the stack and delete its state (.stack/)
 	rm -rf .stack
+
+# ---- production shape (docker-compose.yaml's services without Docker; see docs/deployment.md) ----
+.PHONY: prod-local prod-local-status prod-local-down bench-prod
+
+prod-local: $(VENV)/.runtime  ## production shape: Celery workers, Postgres, Redis, MLflow auth; trains once
+	$(BIN)/python -m trainyard.prodstack demo
+
+prod-local-status: $(VENV)/.runtime  ## which services of the production shape are running
+	$(BIN)/python -m trainyard.prodstack status
+
+prod-local-down:  ## stop the production shape and drop its databases and Redis index
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m trainyard.prodstack down; else echo "nothing to stop"; fi
+
+bench-prod: $(VENV)/.dev  ## training DAG: Celery+Postgres vs standalone; 2 pipelines on 2 workers
+	$(BIN)/python benchmarks/production_shape.py

@@ -894,10 +894,14 @@ def _log_contains(log: Path, text: str) -> bool:
 # ---- command line ------------------------------------------------------------------------------
 
 
+def default_state_dir() -> Path:
+    """``$TRAINYARD_PROD_STATE_DIR``, default ``.prod-local/`` in the repository."""
+    return Path(os.environ.get("TRAINYARD_PROD_STATE_DIR", REPO_DIR / ".prod-local"))
+
+
 def default_prod_stack(**kwargs: Any) -> ProdStack:
-    """The stack in ``$TRAINYARD_PROD_STATE_DIR`` (default ``.prod-local/``) on free ports."""
-    state = Path(os.environ.get("TRAINYARD_PROD_STATE_DIR", REPO_DIR / ".prod-local"))
-    return ProdStack(state_dir=state, ports=Ports.free(), **kwargs)
+    """The stack in :func:`default_state_dir` on free ports (or those of its running services)."""
+    return ProdStack(state_dir=default_state_dir(), ports=Ports.free(), **kwargs)
 
 
 def print_access(stack: ProdStack) -> None:
@@ -968,6 +972,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "init-buckets":
             created = ensure_buckets(bucket_names())
             print(f"buckets ready: {', '.join(bucket_names())} (created: {created or 'none'})")
+            return 0
+        if args.command in ("status", "down") and not (default_state_dir() / STATE_FILE).exists():
+            print(f"no production-shape run under {default_state_dir()}: nothing to do")
             return 0
         stack = default_prod_stack()
         if args.command == "demo":
