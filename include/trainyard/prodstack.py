@@ -626,16 +626,16 @@ class ProdStack(Stack):
             "MLFLOW_DB_USER": self.roles["mlflow"],
             "MLFLOW_DB_PASSWORD": self.secrets.mlflow_db_password,
         }
+        self.redis_db = claim_redis_db(self.redis_url, self.run_name)
+        names = ["scheduler_health", *[f"worker_{n}_logs" for n in range(2, self.workers + 1)]]
+        self.extra_ports = dict(zip(names, _free_ports(len(names)), strict=True))
+        self._write_state()  # from here on, `down` finds and removes what this run made
         result = subprocess.run(
             ["bash", str(POSTGRES_INIT_SCRIPT)], env=env, capture_output=True, text=True
         )
         if result.returncode != 0:
-            self.postgres.drop(list(self.databases.values()), list(self.roles.values()))
+            self.deprovision()
             raise StackError(f"{_rel_init_script()} failed:\n{result.stdout}{result.stderr}")
-        self.redis_db = claim_redis_db(self.redis_url, self.run_name)
-        names = ["scheduler_health", *[f"worker_{n}_logs" for n in range(2, self.workers + 1)]]
-        self.extra_ports = dict(zip(names, _free_ports(len(names)), strict=True))
-        self._write_state()
 
     def deprovision(self) -> None:
         """Drop the run's databases and roles and empty its Redis index."""
@@ -656,7 +656,7 @@ class ProdStack(Stack):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=_service_env(env),
+                env=service_env(env),
                 cwd=self.state_dir,
                 start_new_session=True,
             )
@@ -734,7 +734,7 @@ class ProdStack(Stack):
         airflow = str(Path(sys.executable).parent / "airflow")
         result = subprocess.run(
             [airflow, "db", "migrate"],
-            env=_service_env(env),
+            env=service_env(env),
             capture_output=True,
             text=True,
             cwd=self.state_dir,
@@ -868,8 +868,9 @@ def _rel_init_script() -> str:
     return str(POSTGRES_INIT_SCRIPT.relative_to(REPO_DIR))
 
 
-def _service_env(env: dict[str, str]) -> dict[str, str]:
-    """``env`` over this process's environment minus the families a service gets explicitly."""
+def service_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` over this process's environment minus the families a service gets explicitly,
+    with this interpreter's bin folder first on PATH (``airflow``, ``celery``, ``weed``)."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
     bin_dir = str(Path(sys.executable).parent)
     return {**inherited, **env, "PATH": bin_dir + os.pathsep + inherited.get("PATH", "")}

@@ -93,10 +93,18 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def training_run(prod: Any) -> dict[str, Any]:
     """Churn data for June 2026 landed on S3, then one run of train_churn through the REST API."""
+    import boto3
+    from trainyard import storage
     from trainyard.churn_generator import land_days
     from trainyard.settings import Settings
 
-    land_days(Settings.from_env(), date(2026, 5, 28), WINDOW_END, rows_per_day=1000)
+    # boto3's default session keeps the first credentials it found (an earlier module's S3):
+    # land with a session that reads this stack's keys, and leave no client holding them.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(boto3, "DEFAULT_SESSION", None)
+        storage._client.cache_clear()
+        land_days(Settings.from_env(), date(2026, 5, 28), WINDOW_END, rows_per_day=1000)
+        storage._client.cache_clear()
     api = prod.api()
     api.wait_for_dag("train_churn")
     api.set_paused("train_churn", False)
@@ -246,13 +254,10 @@ def test_data_and_model_artifacts_are_in_s3(prod, training_run) -> None:
 def test_compose_healthcheck_commands_pass_against_the_running_services(prod) -> None:
     """The healthcheck commands of docker-compose.yaml, run against the local processes."""
     from airflow.utils.net import get_hostname
+    from trainyard.prodstack import service_env
 
     compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())["services"]
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
-        **prod.client_env(),
-        **prod.airflow_env(),
-    }
+    env = service_env({**prod.client_env(), **prod.airflow_env()})
     hosts = {
         "airflow-apiserver": ("localhost:8080", f"{prod.ports.airflow}"),
         "airflow-scheduler": ("localhost:8974", f"{prod.extra_ports['scheduler_health']}"),
