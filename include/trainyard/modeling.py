@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
@@ -106,24 +107,55 @@ def prepare_frame(spec: PipelineSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame
     return frame, dropped
 
 
-def split(spec: PipelineSpec, frame: pd.DataFrame) -> Split:
-    """The seeded holdout split; every step that calls it on the same snapshot gets the same rows.
+def holdout_mask(spec: PipelineSpec, frame: pd.DataFrame) -> np.ndarray:
+    """Which rows are holdout: a seeded hash of each row's identity, not a random draw.
 
-    Classification targets are stratified when the spec asks for it.
+    A row is on the same side in every run with the same split settings, so a champion trained
+    on an overlapping window has never seen any row of today's holdout, and comparing it with the
+    challenger there is fair. The identity is the spec's ``id_column`` when it has one, otherwise
+    the row's feature and target values.
+
+    Args:
+        spec: Split settings and schema.
+        frame: Rows as returned by :func:`prepare_frame`.
+
+    Returns:
+        A boolean array, True for holdout rows.
     """
-    from sklearn.model_selection import train_test_split
+    import pandas as pd
 
+    schema = spec.schema_
+    if schema.id_column and schema.id_column in frame.columns:
+        identity = frame[schema.id_column]
+    else:
+        identity = frame[[*schema.features, schema.target]]
+    hashes = pd.util.hash_pandas_object(
+        identity, index=False, hash_key=f"{spec.split.seed:016d}"[-16:]
+    ).to_numpy()
+    buckets = 1_000_000
+    return hashes % buckets < round(spec.split.test_size * buckets)
+
+
+def split(spec: PipelineSpec, frame: pd.DataFrame) -> Split:
+    """The holdout split by :func:`holdout_mask`; the same rows always land on the same side.
+
+    Raises:
+        ValueError: Either side is empty, or a classification holdout has a single class.
+    """
     frame, dropped = prepare_frame(spec, frame)
     schema = spec.schema_
     x = frame[list(schema.features)]
     y = frame[schema.target]
     if spec.model.task == "classification":
         y = y.astype("int64") if str(y.dtype) in {"Int64", "Int32", "boolean"} else y
-    stratify = y if spec.model.task == "classification" and spec.split.stratify else None
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=spec.split.test_size, random_state=spec.split.seed, stratify=stratify
-    )
-    return Split(x_train, x_test, y_train, y_test, dropped)
+    holdout = holdout_mask(spec, frame)
+    if holdout.all() or not holdout.any():
+        raise ValueError(
+            f"{len(frame)} labelled rows are too few for a {spec.split.test_size:.0%} holdout"
+        )
+    if spec.model.task == "classification" and y[holdout].nunique() < 2:
+        raise ValueError("the holdout holds a single class; the window is too small to evaluate")
+    return Split(x[~holdout], x[holdout], y[~holdout], y[holdout], dropped)
 
 
 def compute_metrics(

@@ -150,6 +150,7 @@ def train(
         "airflow_dag_id": context.dag_id,
         "airflow_run_id": context.run_id,
         "trigger_reason": context.trigger_reason,
+        "drift_report_uri": context.drift_report_uri or "",
         "git_commit": context.git_commit,
         "spec_sha256": spec.sha256(),
         "snapshot_uri": snapshot.uri,
@@ -216,6 +217,29 @@ def champion_version(model_name: str) -> Any | None:
         raise
 
 
+def _split_mismatch(spec: PipelineSpec, champion_run_id: str | None) -> str:
+    """A warning when the champion was trained with other split settings than this run's.
+
+    The holdout is stable across runs only for the same settings; with others, some of today's
+    holdout rows may be rows the champion trained on, flattering it.
+    """
+    from mlflow import MlflowClient
+
+    if not champion_run_id:
+        return ""
+    params = MlflowClient().get_run(champion_run_id).data.params
+    ours = {"split.seed": str(spec.split.seed), "split.test_size": str(spec.split.test_size)}
+    theirs = {key: params.get(key) for key in ours}
+    if theirs == ours:
+        return ""
+    message = (
+        f"champion was trained with split {theirs}, this run uses {ours}: the holdout may "
+        "include rows the champion trained on"
+    )
+    log.warning(message)
+    return message
+
+
 def evaluate(
     spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef, training: TrainingResult
 ) -> GateDecision:
@@ -254,6 +278,8 @@ def evaluate(
                 f"champion v{current.version} could not score this holdout ({error}); floors only"
             )
             log.warning(note)
+        else:
+            note = _split_mismatch(spec, current.run_id)
     decision = decide(
         spec.gate,
         challenger,

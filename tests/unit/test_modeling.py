@@ -24,13 +24,42 @@ def churn_frame() -> pd.DataFrame:
     return pd.concat([generate_day(date(2026, 3, d), 800) for d in range(1, 11)], ignore_index=True)
 
 
-def test_split_is_seeded_stratified_and_numeric_is_float(churn_frame: pd.DataFrame) -> None:
+def test_split_is_stable_balanced_and_numeric_is_float(churn_frame: pd.DataFrame) -> None:
     first = modeling.split(CHURN, churn_frame)
-    second = modeling.split(CHURN, churn_frame.copy())
-    assert first.x_test.index.equals(second.x_test.index)
-    assert len(first.x_test) == pytest.approx(0.2 * len(churn_frame), abs=1)
-    assert first.y_test.mean() == pytest.approx(first.y_train.mean(), abs=0.01)
+    second = modeling.split(CHURN, churn_frame.sample(frac=1, random_state=3))
+    assert set(first.x_test.index) == set(second.x_test.index)
+    assert len(first.x_test) == pytest.approx(0.2 * len(churn_frame), rel=0.1)
+    assert first.y_test.mean() == pytest.approx(first.y_train.mean(), abs=0.03)
     assert all(first.x_train[c].dtype == "float64" for c in CHURN.schema_.numeric_features)
+    other_seed = CHURN.model_copy(update={"split": CHURN.split.model_copy(update={"seed": 7})})
+    assert set(modeling.split(other_seed, churn_frame).x_test.index) != set(first.x_test.index)
+
+
+def test_overlapping_windows_never_train_on_each_others_holdout() -> None:
+    """The champion (yesterday's window) has never trained on a row of today's holdout."""
+    days = [generate_day(date(2026, 3, d), 500) for d in range(1, 12)]
+    yesterday = pd.concat(days[:10], ignore_index=True)
+    today = pd.concat(days[1:], ignore_index=True)
+    ids = yesterday["customer_id"]
+    champion_trained_on = set(ids[modeling.split(CHURN, yesterday).x_train.index])
+    todays_holdout = set(today["customer_id"][modeling.split(CHURN, today).x_test.index])
+    assert todays_holdout and not champion_trained_on & todays_holdout
+
+
+def test_rows_without_an_id_are_split_by_content() -> None:
+    spec = load_spec(REPO / "include" / "pipelines" / "breast_cancer.yaml")
+    frame = read_sklearn_dataset("breast_cancer")
+    first = modeling.split(spec, frame)
+    shuffled = modeling.split(spec, frame.sample(frac=1, random_state=1).reset_index(drop=True))
+    key = list(spec.schema_.features)
+    assert sorted(map(tuple, first.x_test[key].to_numpy())) == sorted(
+        map(tuple, shuffled.x_test[key].to_numpy())
+    )
+
+
+def test_too_few_rows_is_a_clear_error(churn_frame: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="too few|single class"):
+        modeling.split(CHURN, churn_frame.head(2))
 
 
 def test_unlabelled_rows_are_dropped_and_counted(churn_frame: pd.DataFrame) -> None:
