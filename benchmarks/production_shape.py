@@ -9,10 +9,12 @@ churn partitions landed in its own S3 (the generator is deterministic: identical
    PostgreSQL with basic auth), one Celery worker with 2 slots;
 3. ``celery-2-workers``: the production shape with two Celery workers of one slot each.
 
-On 1 and 2, ``train_churn`` runs ``--repeats`` times one after the other (the first run is cold;
+On each, ``train_churn`` runs ``--repeats`` times one after the other (the first run is cold;
 later ones find the snapshot and the registered version already there, as a nightly rerun on
-unchanged data would). On 1 and 3, ``train_churn`` and ``train_breast_cancer`` are triggered
-together: the makespan (first start to last end) is compared with the two runs' own durations.
+unchanged data would), then ``train_breast_cancer`` once. On 1 and 3, ``train_churn`` and
+``train_breast_cancer`` are then triggered together: the makespan (first start to last end) is
+compared with the same two pipelines run one after the other. The machine's load average is
+recorded at start and end: on a shared machine, figures move with it.
 
 For each run: run wall time (start to end as Airflow records it), trigger-to-end time, the sum
 of task durations, and the overhead (wall minus task time: scheduling, queueing, process start).
@@ -43,10 +45,15 @@ PIPELINES = REPO / "include" / "pipelines"
 
 def land(stack: Any, days: int, rows_per_day: int) -> None:
     """The same churn partitions into this stack's S3."""
+    import boto3
+    from trainyard import storage
     from trainyard.churn_generator import land_days
     from trainyard.settings import Settings
 
     os.environ.update(stack.client_env())
+    # boto3's default session keeps the first keys it read: start afresh for each stack.
+    boto3.DEFAULT_SESSION = None
+    storage._client.cache_clear()
     land_days(Settings.from_env(), WINDOW_END - timedelta(days=days - 1), WINDOW_END, rows_per_day)
 
 
@@ -79,7 +86,7 @@ def measure(api: Any, dag_id: str, run_id: str, triggered: float) -> dict[str, A
 
 
 def sequential(api: Any, repeats: int) -> list[dict[str, Any]]:
-    """train_churn ``repeats`` times, one after the other."""
+    """train_churn ``repeats`` times, then train_breast_cancer once, one after the other."""
     runs = []
     for number in range(repeats):
         triggered = time.perf_counter()
@@ -89,6 +96,10 @@ def sequential(api: Any, repeats: int) -> list[dict[str, Any]]:
         )
         runs.append(measure(api, "train_churn", run["dag_run_id"], triggered))
         print(f"  train_churn #{number + 1}: {runs[-1]['wall_s']:.1f} s", flush=True)
+    triggered = time.perf_counter()
+    run = api.trigger("train_breast_cancer", conf={"reason": "benchmark alone"})
+    runs.append(measure(api, "train_breast_cancer", run["dag_run_id"], triggered))
+    print(f"  train_breast_cancer: {runs[-1]['wall_s']:.1f} s", flush=True)
     return runs
 
 
@@ -183,7 +194,7 @@ def bench_celery(
         if "concurrent" in parts:
             result["concurrent"] = concurrent(api)
             result["tasks_per_worker"] = {
-                worker: stack.log_path(worker).read_text().count("execute_workload")
+                worker: stack.log_path(worker).read_text().count("] received")
                 for worker in stack.worker_names
             }
         return result
@@ -198,26 +209,36 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    from trainyard.devstack import Ports
-    from trainyard.prodstack import ProdStack
+    from trainyard.prodstack import (
+        DEFAULT_POSTGRES_URL,
+        DEFAULT_REDIS_URL,
+        PostgresServer,
+        redis_reachable,
+    )
 
-    probe = ProdStack(state_dir=Path(tempfile.mkdtemp(prefix="bench-probe-")), ports=Ports())
-    problems = probe.check_servers()
+    postgres = PostgresServer(os.environ.get("TRAINYARD_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    redis_url = os.environ.get("TRAINYARD_REDIS_URL", DEFAULT_REDIS_URL)
+    problems = [p for p in (postgres.reachable(), redis_reachable(redis_url)) if p]
     if problems:
         raise SystemExit("needs the local PostgreSQL and Redis: " + "; ".join(problems))
 
-    root = Path(tempfile.mkdtemp(prefix="bench-prod-shape-"))
-    results = {
-        "rows": args.rows_per_day * args.days,
-        "days": args.days,
-        "repeats": args.repeats,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "when": datetime.now().isoformat(timespec="seconds"),
-        "standalone": bench_standalone(root, args),
-        "celery_1_worker": bench_celery(root, "celery-1-worker", 1, 2, args, {"sequential"}),
-        "celery_2_workers": bench_celery(root, "celery-2-workers", 2, 1, args, {"concurrent"}),
-    }
+    with tempfile.TemporaryDirectory(prefix="bench-prod-shape-", ignore_cleanup_errors=True) as tmp:
+        root = Path(tmp)
+        results = {
+            "rows": args.rows_per_day * args.days,
+            "days": args.days,
+            "repeats": args.repeats,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "when": datetime.now().isoformat(timespec="seconds"),
+            "load_average_at_start": os.getloadavg(),
+            "standalone": bench_standalone(root, args),
+            "celery_1_worker": bench_celery(root, "celery-1-worker", 1, 2, args, {"sequential"}),
+            "celery_2_workers": bench_celery(
+                root, "celery-2-workers", 2, 1, args, {"sequential", "concurrent"}
+            ),
+            "load_average_at_end": os.getloadavg(),
+        }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "production_shape.json"
     out.write_text(json.dumps(results, indent=2))
