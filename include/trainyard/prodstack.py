@@ -341,17 +341,23 @@ def bucket_names(environ: dict[str, str] | None = None) -> list[str]:
     ]
 
 
-def mlflow_auth_config(database_uri: str, default_permission: str = "READ") -> str:
+def mlflow_auth_config(
+    database_uri: str, default_permission: str = "READ", cache_ttl_seconds: int = 60
+) -> str:
     """MLflow basic-auth configuration (``MLFLOW_AUTH_CONFIG_PATH``); no secret inside.
 
     The admin user is created on first start from ``MLFLOW_AUTH_ADMIN_USERNAME`` and
-    ``MLFLOW_AUTH_ADMIN_PASSWORD``.
+    ``MLFLOW_AUTH_ADMIN_PASSWORD``. Each server worker caches a verified login for
+    ``cache_ttl_seconds``: checking the password hash costs ~0.3 s per request here, and a training
+    run makes dozens of calls. A changed or deleted password can be honoured that much later by
+    the other workers; 0 turns the cache off.
     """
     return (
         "[mlflow]\n"
         f"default_permission = {default_permission}\n"
         f"database_uri = {database_uri}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        f"auth_cache_ttl_seconds = {cache_ttl_seconds}\n"
     )
 
 
@@ -405,7 +411,9 @@ def exec_mlflow_server(host: str, port: int, workers: int) -> None:
     )
     config.write_text(
         mlflow_auth_config(
-            env["MLFLOW_AUTH_DATABASE_URI"], env.get("MLFLOW_AUTH_DEFAULT_PERMISSION", "READ")
+            env["MLFLOW_AUTH_DATABASE_URI"],
+            env.get("MLFLOW_AUTH_DEFAULT_PERMISSION", "READ"),
+            int(env.get("MLFLOW_AUTH_CACHE_TTL_SECONDS", "60")),
         )
     )
     config.chmod(0o600)

@@ -324,5 +324,6 @@ def test_mlflow_auth_config_is_read_by_mlflow(tmp_path, monkeypatch) -> None:
 
     assert config.database_uri == "postgresql://u:p@db:5432/mlflow_auth"
     assert config.default_permission == "READ"
+    assert config.auth_cache_ttl_seconds == 60
     assert (config.admin_username, config.admin_password) == ("boss", "not-a-real-one")
     assert "not-a-real-one" not in path.read_text()
