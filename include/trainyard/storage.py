@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import mimetypes
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -45,21 +46,33 @@ class S3Uri:
 
 
 @cache
-def _client(endpoint_url: str | None, region: str) -> Any:
+def _client(endpoint_url: str | None, region: str, key_id: str | None, secret: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client(
+    # A session of its own: boto3's default session keeps the first credentials it resolved.
+    session = boto3.session.Session(
+        aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region
+    )
+    return session.client(
         "s3",
         endpoint_url=endpoint_url,
-        region_name=region,
         config=Config(retries={"max_attempts": 5, "mode": "standard"}),
     )
 
 
 def client(settings: Settings) -> Any:
-    """A (cached) boto3 S3 client for the configured endpoint."""
-    return _client(settings.s3_endpoint_url, settings.region)
+    """A boto3 S3 client for the configured endpoint and the current credentials (cached).
+
+    Keys come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` when set, else from boto3's
+    usual chain (profile, instance role, ...).
+    """
+    return _client(
+        settings.s3_endpoint_url,
+        settings.region,
+        os.environ.get("AWS_ACCESS_KEY_ID"),
+        os.environ.get("AWS_SECRET_ACCESS_KEY"),
+    )
 
 
 def put_bytes(settings: Settings, uri: str, body: bytes, content_type: str | None = None) -> None:

@@ -96,3 +96,16 @@ def test_cli_checks_every_spec_and_reports_bad_ones(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "bad.yaml" in bad.stderr and "field 'source'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_s3_client_follows_credential_changes(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that switches keys (or S3 servers) must not keep using the first keys."""
+    from botocore.exceptions import ClientError
+    from trainyard import storage
+
+    assert storage.client(settings).list_buckets()["Buckets"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "not-a-key")
+    with pytest.raises(ClientError, match="InvalidAccessKeyId"):
+        storage.client(settings).list_buckets()
+    monkeypatch.undo()
+    assert storage.client(settings).list_buckets()["Buckets"]
