@@ -61,6 +61,19 @@ class Ports:
             }
         )
 
+    def seaweedfs(self) -> dict[str, int]:
+        """The eight ports ``weed server`` opens (master, volume, filer and S3, each with gRPC)."""
+        return {
+            "s3": self.s3,
+            "s3_grpc": self.s3_grpc,
+            "weed_master": self.weed_master,
+            "weed_master_grpc": self.weed_master_grpc,
+            "weed_volume": self.weed_volume,
+            "weed_volume_grpc": self.weed_volume_grpc,
+            "weed_filer": self.weed_filer,
+            "weed_filer_grpc": self.weed_filer_grpc,
+        }
+
     @classmethod
     def free(cls) -> Ports:
         """Ports the OS reports free right now (for tests and benchmarks)."""
@@ -104,13 +117,15 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float, log: Path | N
         time.sleep(0.5)
     tail = ""
     if log is not None and log.exists():
-        tail = (
-            "\n--- last lines of "
-            + str(log)
-            + " ---\n"
-            + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-        )
+        tail = f"\n--- last lines of {log} ---\n{log_tail(log)}"
     raise StackError(f"{what} did not become ready within {timeout:.0f} s{tail}")
+
+
+def log_tail(log: Path, lines: int = 25) -> str:
+    """The last ``lines`` lines of a service's log ("" when it has none yet)."""
+    if not log.exists():
+        return ""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 @dataclass(frozen=True)
@@ -235,19 +250,23 @@ class Stack:
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
         self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
         self._pid_path(name).parent.mkdir(parents=True, exist_ok=True)
-        bin_dir = str(Path(sys.executable).parent)
-        full_env = {**os.environ, **env, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
         with self.log_path(name).open("ab") as log:
             process = subprocess.Popen(
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=full_env,
+                env=self.service_env(env),
                 cwd=self.state_dir,
                 start_new_session=True,
             )
         self._pid_path(name).write_text(str(process.pid))
+
+    def service_env(self, env: dict[str, str]) -> dict[str, str]:
+        """A service's environment: ``env`` over this process's, this interpreter's bin first on
+        PATH (``airflow``, ``weed``)."""
+        bin_dir = str(Path(sys.executable).parent)
+        return {**os.environ, **env, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
 
     def _check_ports(self, name: str, ports: dict[str, int]) -> None:
         taken = {label: port for label, port in ports.items() if port_in_use(port)}
@@ -282,26 +301,13 @@ class Stack:
     def start_s3(self) -> None:
         """SeaweedFS with S3 on ``ports.s3``, keys from the credentials file, buckets made."""
         if self.running_pid("s3") is None:
-            p = self.ports
-            self._check_ports(
-                "SeaweedFS",
-                {
-                    "s3": p.s3,
-                    "s3_grpc": p.s3_grpc,
-                    "weed_master": p.weed_master,
-                    "weed_master_grpc": p.weed_master_grpc,
-                    "weed_volume": p.weed_volume,
-                    "weed_volume_grpc": p.weed_volume_grpc,
-                    "weed_filer": p.weed_filer,
-                    "weed_filer_grpc": p.weed_filer_grpc,
-                },
-            )
+            self._check_ports("SeaweedFS", self.ports.seaweedfs())
             data_dir = self.state_dir / "seaweedfs"
             data_dir.mkdir(parents=True, exist_ok=True)
             config = self.state_dir / "s3-identities.json"
             config.write_text(json.dumps(s3_identities(self.credentials)))
             config.chmod(0o600)
-            self._spawn("s3", seaweedfs_command(data_dir, config, p), {})
+            self._spawn("s3", seaweedfs_command(data_dir, config, self.ports), {})
         wait_for(self._s3_ready, f"SeaweedFS S3 on {self.s3_url}", 90, self.log_path("s3"))
 
     def _s3_ready(self) -> bool:

@@ -48,6 +48,7 @@ from trainyard.devstack import (
     Stack,
     StackError,
     _http_ok,
+    log_tail,
     seaweedfs_command,
     wait_for,
 )
@@ -654,21 +655,12 @@ class ProdStack(Stack):
 
     # ---- services ----------------------------------------------------------------------------
 
-    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        """Start a detached service with exactly ``env`` on top of a cleaned environment."""
-        self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
-        self._pid_path(name).parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path(name).open("ab") as log:
-            process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=service_env(env),
-                cwd=self.state_dir,
-                start_new_session=True,
-            )
-        self._pid_path(name).write_text(str(process.pid))
+    def service_env(self, env: dict[str, str]) -> dict[str, str]:
+        """``env`` over this process's environment minus the families a service gets explicitly,
+        with this interpreter's bin folder first on PATH (``airflow``, ``celery``, ``weed``)."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
+        bin_dir = str(Path(sys.executable).parent)
+        return {**inherited, **env, "PATH": bin_dir + os.pathsep + inherited.get("PATH", "")}
 
     def start_s3(self) -> None:
         """SeaweedFS with its admin key pair from the environment, then the one-shot bucket set-up.
@@ -676,22 +668,14 @@ class ProdStack(Stack):
         The same as compose: the ``seaweedfs`` service and the ``s3-init`` service.
         """
         if self.running_pid("s3") is None:
-            p = self.ports
-            self._check_ports(
-                "SeaweedFS",
-                {
-                    name: getattr(p, name)
-                    for name in ("s3", "s3_grpc", "weed_master", "weed_master_grpc", "weed_volume",
-                                 "weed_volume_grpc", "weed_filer", "weed_filer_grpc")
-                },
-            )  # fmt: skip
+            self._check_ports("SeaweedFS", self.ports.seaweedfs())
             data_dir = self.state_dir / "seaweedfs"
             data_dir.mkdir(parents=True, exist_ok=True)
             env = {
                 "AWS_ACCESS_KEY_ID": self.secrets.s3_access_key,
                 "AWS_SECRET_ACCESS_KEY": self.secrets.s3_secret_key,
             }
-            self._spawn("s3", seaweedfs_command(data_dir, None, p), env)
+            self._spawn("s3", seaweedfs_command(data_dir, None, self.ports), env)
         ensure_buckets(list(self.buckets), self.client_env(), timeout=120)
 
     def start_mlflow(self, backend_store_uri: str | None = None) -> None:
@@ -742,7 +726,7 @@ class ProdStack(Stack):
         airflow = str(Path(sys.executable).parent / "airflow")
         result = subprocess.run(
             [airflow, "db", "migrate"],
-            env=service_env(env),
+            env=self.service_env(env),
             capture_output=True,
             text=True,
             cwd=self.state_dir,
@@ -789,8 +773,7 @@ class ProdStack(Stack):
         for name in names:
             if self.running_pid(name) is None:
                 log = self.log_path(name)
-                lines = log.read_text(errors="replace").splitlines()[-25:] if log.exists() else []
-                raise StackError(f"{name} exited; last lines of {log}:\n" + "\n".join(lines))
+                raise StackError(f"{name} exited; last lines of {log}:\n{log_tail(log)}")
 
     def wait_for_airflow(self, timeout: float = 300) -> None:
         """Until the API server reports every component healthy and each worker is ready.
@@ -829,11 +812,7 @@ class ProdStack(Stack):
         """Provision (once), start or reuse every service, wait until healthy."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.provision()
-        self.start_s3()
-        self.start_mlflow()
-        if airflow:
-            self.start_airflow()
-        self.write_env_file()
+        super().up(airflow)
 
     def stop_services(self) -> list[str]:
         """Stop every process, scheduler first so nothing new is queued.
@@ -874,14 +853,6 @@ class ProdStack(Stack):
 
 def _rel_init_script() -> str:
     return str(POSTGRES_INIT_SCRIPT.relative_to(REPO_DIR))
-
-
-def service_env(env: dict[str, str]) -> dict[str, str]:
-    """``env`` over this process's environment minus the families a service gets explicitly,
-    with this interpreter's bin folder first on PATH (``airflow``, ``celery``, ``weed``)."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
-    bin_dir = str(Path(sys.executable).parent)
-    return {**inherited, **env, "PATH": bin_dir + os.pathsep + inherited.get("PATH", "")}
 
 
 def _all_healthy(url: str) -> bool:

@@ -254,10 +254,9 @@ def test_data_and_model_artifacts_are_in_s3(prod, training_run) -> None:
 def test_compose_healthcheck_commands_pass_against_the_running_services(prod) -> None:
     """The healthcheck commands of docker-compose.yaml, run against the local processes."""
     from airflow.utils.net import get_hostname
-    from trainyard.prodstack import service_env
 
     compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())["services"]
-    env = service_env({**prod.client_env(), **prod.airflow_env()})
+    env = prod.service_env({**prod.client_env(), **prod.airflow_env()})
     hosts = {
         "airflow-apiserver": ("localhost:8080", f"{prod.ports.airflow}"),
         "airflow-scheduler": ("localhost:8974", f"{prod.extra_ports['scheduler_health']}"),
