@@ -14,17 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from trainyard.settings import Settings
+
 if TYPE_CHECKING:
+    from trainyard.ingest import MissingPartitionsError
     from trainyard.lineage import RunContext
     from trainyard.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
-
-
-def _settings():
-    from trainyard.settings import Settings
-
-    return Settings.from_env()
 
 
 def run_day(context: dict[str, Any]) -> date:
@@ -57,6 +54,18 @@ def run_context(context: dict[str, Any]) -> RunContext:
     )
 
 
+def missing_partitions_failure(
+    spec: PipelineSpec, error: MissingPartitionsError, what: str
+) -> AirflowSkipException | AirflowFailException:
+    """What to raise for missing partitions: skip ``what`` if the spec says so, else fail.
+
+    Either way there is no retry: the partitions will not appear by retrying at once.
+    """
+    if getattr(spec.source, "on_missing_partitions", "fail") == "skip":
+        return AirflowSkipException(f"skipping {what}: {error}")
+    return AirflowFailException(str(error))
+
+
 def ingest(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
     """Snapshot the run's window; skip or fail on missing partitions as the spec says."""
     from trainyard.ingest import MissingPartitionsError, ingest, resolve_window
@@ -71,11 +80,9 @@ def ingest(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
     )
     log.info("window %s .. %s (%d days)", window.start, window.end, len(window.days()))
     try:
-        snapshot = ingest(spec, _settings(), window)
+        snapshot = ingest(spec, Settings.from_env(), window)
     except MissingPartitionsError as error:
-        if getattr(spec.source, "on_missing_partitions", "fail") == "skip":
-            raise AirflowSkipException(f"skipping run: {error}") from error
-        raise AirflowFailException(str(error)) from error
+        raise missing_partitions_failure(spec, error, "run") from error
     except ValueError as error:
         raise AirflowFailException(str(error)) from error
     log.info("snapshot %s sha256=%s rows=%d", snapshot.uri, snapshot.sha256, snapshot.rows)
@@ -88,7 +95,7 @@ def validate(spec: PipelineSpec, snapshot: dict[str, Any]) -> dict[str, Any]:
     from trainyard.pipeline import ValidationFailed, check_validation
     from trainyard.validation import validate_snapshot
 
-    report = validate_snapshot(spec, _settings(), SnapshotRef.model_validate(snapshot))
+    report = validate_snapshot(spec, Settings.from_env(), SnapshotRef.model_validate(snapshot))
     log.info("validation result: %s", report.result_uri)
     log.info("data docs: %s", report.data_docs_uri)
     try:
@@ -110,7 +117,7 @@ def train(
     try:
         result = train(
             spec,
-            _settings(),
+            Settings.from_env(),
             SnapshotRef.model_validate(snapshot),
             ValidationReport.model_validate(report),
             run_context(context),
@@ -128,7 +135,7 @@ def evaluate(spec: PipelineSpec, snapshot: dict[str, Any], trained: dict[str, An
 
     decision = evaluate(
         spec,
-        _settings(),
+        Settings.from_env(),
         SnapshotRef.model_validate(snapshot),
         TrainingResult.model_validate(trained),
     )

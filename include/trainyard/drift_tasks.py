@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from trainyard.airflow_tasks import run_context, run_day
+from trainyard.airflow_tasks import missing_partitions_failure, run_context, run_day
+from trainyard.settings import Settings
 
 if TYPE_CHECKING:
     from trainyard.spec import PipelineSpec
@@ -22,12 +23,6 @@ log = logging.getLogger(__name__)
 
 #: Training-run states that block a drift-triggered retrain.
 ACTIVE_STATES = ["queued", "running"]
-
-
-def _settings():
-    from trainyard.settings import Settings
-
-    return Settings.from_env()
 
 
 def _record_outcome(spec: PipelineSpec, context: dict[str, Any], action: str, message: str) -> str:
@@ -44,7 +39,7 @@ def _record_outcome(spec: PipelineSpec, context: dict[str, Any], action: str, me
         drift_run_id=dag_run.run_id,
         training_dag_id=spec.training_dag_id,
     )
-    return write_decision(_settings(), decision)
+    return write_decision(Settings.from_env(), decision)
 
 
 def reference(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +72,7 @@ def current(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
 
     params = context["params"]
     window_end = params.get("window_end")
-    settings = _settings()
+    settings = Settings.from_env()
     try:
         window = current_window(
             spec,
@@ -89,9 +84,7 @@ def current(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
         log.info("current window %s .. %s", window.start, window.end)
         snapshot = ingest(spec, settings, window)
     except MissingPartitionsError as error:
-        if getattr(spec.source, "on_missing_partitions", "fail") == "skip":
-            raise AirflowSkipException(f"skipping the drift check: {error}") from error
-        raise AirflowFailException(str(error)) from error
+        raise missing_partitions_failure(spec, error, "the drift check") from error
     except (NoCurrentDataError, ValueError) as error:
         raise AirflowFailException(str(error)) from error
     log.info("current snapshot %s sha256=%s rows=%d", snapshot.uri, snapshot.sha256, snapshot.rows)
@@ -105,20 +98,21 @@ def validate(spec: PipelineSpec, snapshot: dict[str, Any], context: dict[str, An
     expectations, and there is no drift verdict and no retrain.
     """
     from trainyard.ingest import SnapshotRef
+    from trainyard.pipeline import ValidationFailed, check_validation
     from trainyard.validation import validate_snapshot
 
-    report = validate_snapshot(spec, _settings(), SnapshotRef.model_validate(snapshot))
+    report = validate_snapshot(spec, Settings.from_env(), SnapshotRef.model_validate(snapshot))
     log.info("validation result: %s", report.result_uri)
     log.info("data docs: %s", report.data_docs_uri)
-    for warning in report.warnings:
-        log.warning("expectation failed with severity %s: %s", warning.severity, warning.describe())
-    if not report.success:
+    try:
+        check_validation(report)
+    except ValidationFailed as error:
         message = (
             "DATA-QUALITY FAILURE of the current batch, not a drift verdict: no drift check, "
-            "no retrain.\n" + report.failure_message()
+            f"no retrain.\n{error}"
         )
         _record_outcome(spec, context, "data_quality_failure", message)
-        raise AirflowFailException(message)
+        raise AirflowFailException(message) from error
     return {
         "success": True,
         "suite": report.suite,
@@ -134,7 +128,7 @@ def check(
     from trainyard.drift import ReferenceRef, ReferenceUnavailableError, check_drift, log_check
     from trainyard.ingest import SnapshotRef
 
-    settings = _settings()
+    settings = Settings.from_env()
     try:
         summary = check_drift(
             spec,
@@ -157,7 +151,7 @@ def decide(spec: PipelineSpec, summary: dict[str, Any], context: dict[str, Any])
     """Apply storm protection: cooldown, no retrain while training is queued or running."""
     from trainyard import drift_policy
 
-    settings = _settings()
+    settings = Settings.from_env()
     dag_run = context["dag_run"]
     # Asked of Airflow through the Task SDK (tasks cannot query the metadata DB directly).
     active = context["ti"].get_dr_count(dag_id=spec.training_dag_id, states=ACTIVE_STATES)
@@ -201,7 +195,7 @@ def record(spec: PipelineSpec, decision: dict[str, Any]) -> dict[str, Any]:
     from trainyard.drift_policy import RetrainDecision, record_from, record_retrain
 
     entry = record_from(RetrainDecision.model_validate(decision))
-    uri = record_retrain(_settings(), spec.name, entry)
+    uri = record_retrain(Settings.from_env(), spec.name, entry)
     log.info(
         "retrain %s of %s recorded in %s; cooldown %sh from %s",
         entry.training_run_id,
