@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import date, timedelta
+from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -293,7 +293,7 @@ def newest_window(
                 f"no raw partition on or before {run_day}; nothing to check for drift"
             )
         window_end = candidates[-1]
-    return TrainingWindow(start=window_end - timedelta(days=days - 1), end=window_end)
+    return TrainingWindow.ending(window_end, days)
 
 
 def current_window(
@@ -316,16 +316,13 @@ def current_window(
         The inclusive window.
 
     Raises:
-        ValueError: The spec's source is not partitioned.
+        ValueError: The spec's source is not partitioned, or ``window_days`` is below 1.
         NoCurrentDataError: No partition exists on or before ``run_day``.
     """
     if spec.source.kind != "partitioned_parquet":
         raise ValueError(f"pipeline {spec.name!r} reads a static dataset; nothing new can drift")
-    days = window_days or spec.drift.window_days
-    if days < 1:
-        raise ValueError(f"window_days must be at least 1, got {days}")
     available = [] if window_end else _partitions_of(spec, settings)
-    return newest_window(available, run_day, days, window_end)
+    return newest_window(available, run_day, window_days or spec.drift.window_days, window_end)
 
 
 def _partitions_of(spec: PipelineSpec, settings: Settings) -> list[date]:

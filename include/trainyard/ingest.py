@@ -37,6 +37,17 @@ class TrainingWindow(BaseModel):
     start: date
     end: date
 
+    @classmethod
+    def ending(cls, end: date, days: int) -> TrainingWindow:
+        """The ``days`` days that end on ``end`` (both ends included).
+
+        Raises:
+            ValueError: ``days`` is below 1.
+        """
+        if days < 1:
+            raise ValueError(f"window_days must be at least 1, got {days}")
+        return cls(start=end - timedelta(days=days - 1), end=end)
+
     def days(self) -> list[date]:
         """Every date in the window, oldest first."""
         return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
@@ -72,11 +83,8 @@ def resolve_window(
     Returns:
         The inclusive window.
     """
-    days = window_days or spec.window.days
-    if days < 1:
-        raise ValueError(f"window_days must be at least 1, got {days}")
     end = window_end or run_day - timedelta(days=spec.window.end_offset_days)
-    return TrainingWindow(start=end - timedelta(days=days - 1), end=end)
+    return TrainingWindow.ending(end, window_days or spec.window.days)
 
 
 def read_partitions(
