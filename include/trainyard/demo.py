@@ -7,7 +7,7 @@ print its verdict and a report URL, and follow the retrain it triggers to its ou
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from trainyard.airflow_api import AirflowApi
@@ -62,6 +62,12 @@ def train_through_airflow(api: AirflowApi, dag_id: str, reason: str) -> tuple[di
     return finished, outcome
 
 
+def print_task_states(api: AirflowApi, dag_id: str, run_id: str) -> None:
+    """Where a run that did not succeed stopped: the state of each of its tasks."""
+    states = api.task_states(dag_id, run_id)
+    print(f"task states: {states}; see the task logs in the Airflow UI")
+
+
 def print_outcome(outcome: dict) -> None:
     """Human-readable outcome of a training run."""
     from trainyard.pipeline import Outcome
@@ -69,7 +75,7 @@ def print_outcome(outcome: dict) -> None:
     print(Outcome.model_validate(outcome).describe())
 
 
-def land_drifted_day(day, rows_per_day: int = DEMO_ROWS_PER_DAY) -> None:
+def land_drifted_day(day: date, rows_per_day: int = DEMO_ROWS_PER_DAY) -> None:
     """Write one day's churn partition with the demo's covariate drift.
 
     Args:
@@ -96,7 +102,7 @@ def wait_until_idle(api: AirflowApi, dag_id: str, timeout: float = 1800) -> None
     raise TimeoutError(f"{dag_id} still has queued or running runs after {timeout:.0f} s")
 
 
-def drift_through_airflow(stack: Stack, api: AirflowApi, day) -> int:
+def drift_through_airflow(stack: Stack, api: AirflowApi, day: date) -> int:
     """Land drifted data, run ``drift_churn``, show the verdict and report, follow the retrain.
 
     Returns:
@@ -123,8 +129,7 @@ def drift_through_airflow(stack: Stack, api: AirflowApi, day) -> int:
     finished = api.wait_for_run("drift_churn", run["dag_run_id"], timeout=900)
     print(f"run {finished['dag_run_id']} of drift_churn: {finished['state']}")
     if finished["state"] != "success":
-        states = api.task_states("drift_churn", finished["dag_run_id"])
-        print(f"task states: {states}; see the task logs in the Airflow UI")
+        print_task_states(api, "drift_churn", finished["dag_run_id"])
         return 1
     check = api.xcom("drift_churn", run["dag_run_id"], "check_drift")
     decision = api.xcom("drift_churn", run["dag_run_id"], "decide")
@@ -156,8 +161,7 @@ def drift_through_airflow(stack: Stack, api: AirflowApi, day) -> int:
     trained = api.wait_for_run(retrain.training_dag_id, retrain.training_run_id)
     print(f"run {retrain.training_run_id} of {retrain.training_dag_id}: {trained['state']}")
     if trained["state"] != "success":
-        states = api.task_states(retrain.training_dag_id, retrain.training_run_id)
-        print(f"task states: {states}; see the task logs in the Airflow UI")
+        print_task_states(api, retrain.training_dag_id, retrain.training_run_id)
         return 1
     print_outcome(api.xcom(retrain.training_dag_id, retrain.training_run_id, "report"))
     return 0
@@ -198,8 +202,7 @@ def run_demo(stack: Stack | None = None) -> int:
     finished, outcome = train_through_airflow(api, "train_churn", "demo: make demo")
     print(f"\nrun {finished['dag_run_id']} of train_churn: {finished['state']}")
     if outcome is None:
-        states = api.task_states("train_churn", finished["dag_run_id"])
-        print(f"task states: {states}; see the task logs in the Airflow UI")
+        print_task_states(api, "train_churn", finished["dag_run_id"])
     else:
         print_outcome(outcome)
         trained_by = outcome["lineage"].get("airflow_run_id")
