@@ -7,6 +7,22 @@ from typing import Any
 
 import pytest
 
+#: Tags every registered model version must carry (its lineage).
+LINEAGE_TAGS = {
+    "snapshot_uri",
+    "snapshot_sha256",
+    "validation_result_uri",
+    "airflow_dag_id",
+    "airflow_run_id",
+    "trigger_reason",
+    "git_commit",
+    "spec_sha256",
+    "window_start",
+    "window_end",
+    "mlflow_run_id",
+    "fingerprint",
+}
+
 
 @dataclass
 class DagRunResult:

@@ -30,23 +30,13 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.e2e.conftest import LINEAGE_TAGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 WINDOW_END = date(2026, 6, 30)
 REASON = "test: production shape"
 CODE_VERSION = "image-build-of-the-prod-shape-test"  # what GIT_COMMIT sets in the image
-LINEAGE_TAGS = {
-    "snapshot_uri",
-    "snapshot_sha256",
-    "validation_result_uri",
-    "airflow_dag_id",
-    "airflow_run_id",
-    "trigger_reason",
-    "git_commit",
-    "spec_sha256",
-    "fingerprint",
-}
 
 
 def _require_local_servers(stack: Any) -> None:

@@ -13,25 +13,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import spec_named
+from tests.e2e.conftest import LINEAGE_TAGS
 
 pytestmark = pytest.mark.e2e
 
 WINDOW_END = date(2026, 6, 30)
 CORRUPT_DAY = date(2026, 7, 15)
-LINEAGE_TAGS = {
-    "snapshot_uri",
-    "snapshot_sha256",
-    "validation_result_uri",
-    "airflow_dag_id",
-    "airflow_run_id",
-    "trigger_reason",
-    "git_commit",
-    "spec_sha256",
-    "window_start",
-    "window_end",
-    "mlflow_run_id",
-    "fingerprint",
-}
 
 
 @pytest.fixture(scope="module")
