@@ -25,10 +25,13 @@ COPY --chown=airflow:0 include/trainyard /tmp/trainyard/include/trainyard
 RUN pip install --no-cache-dir --no-deps --no-build-isolation /tmp/trainyard \
     && rm -rf /tmp/trainyard
 
-# 3. DAGs, plugins, pipeline specs and expectation suites.
+# 3. DAGs, plugins, pipeline specs and expectation suites; the MLflow service's entrypoint.
+#    The local tooling (tools/) is not part of the image.
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
-COPY --chown=airflow:0 include/ /opt/airflow/include/
+COPY --chown=airflow:0 include/pipelines/ /opt/airflow/include/pipelines/
+COPY --chown=airflow:0 include/expectations/ /opt/airflow/include/expectations/
+COPY --chown=airflow:0 docker/mlflow/entrypoint.sh /opt/trainyard/mlflow-entrypoint.sh
 
 # The installed package lives in site-packages, so say where its specs and suites are.
 # /opt/airflow/auth holds SimpleAuthManager's passwords file, written by airflow-init from .env.

@@ -16,9 +16,10 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r requirements-bootstrap.txt
 
-$(VENV)/.runtime: requirements.lock pyproject.toml | $(UV)
+# The runtime package (include/trainyard) and the local tooling (tools/trainyard_dev), editable.
+$(VENV)/.runtime: requirements.lock pyproject.toml tools/pyproject.toml | $(UV)
 	$(UV) pip install --quiet -r requirements.lock
-	$(UV) pip install --quiet --no-deps -e .
+	$(UV) pip install --quiet --no-deps -e . -e tools
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.lock
@@ -26,27 +27,27 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.lock
 	@touch $@
 
 demo: $(VENV)/.runtime  ## start the embedded stack, train through Airflow, print the outcome
-	$(BIN)/trainyard demo
+	$(BIN)/trainyard-dev demo
 
 up: $(VENV)/.runtime  ## start the embedded stack only
-	$(BIN)/trainyard stack up
+	$(BIN)/trainyard-dev stack up
 
 down:  ## stop the embedded stack (state stays in .stack/)
-	@if [ -x $(BIN)/trainyard ]; then $(BIN)/trainyard stack down; else echo "nothing to stop"; fi
+	@if [ -x $(BIN)/trainyard-dev ]; then $(BIN)/trainyard-dev stack down; else echo "nothing to stop"; fi
 
 status: $(VENV)/.runtime  ## which services of the embedded stack are running
-	$(BIN)/trainyard stack status
+	$(BIN)/trainyard-dev stack status
 
 test: $(VENV)/.dev  ## lint, then every test (unit, DAG integrity, end to end on real services)
-	$(BIN)/ruff check dags plugins include tests benchmarks
+	$(BIN)/ruff check dags plugins include tools tests benchmarks
 	$(BIN)/pytest
 
 test-unit: $(VENV)/.dev  ## unit and DAG tests only
 	$(BIN)/pytest tests/unit tests/dags
 
 lint: $(VENV)/.dev  ## ruff, including Airflow's AIR rules
-	$(BIN)/ruff check dags plugins include tests benchmarks
-	$(BIN)/ruff format --check dags plugins include tests benchmarks
+	$(BIN)/ruff check dags plugins include tools tests benchmarks
+	$(BIN)/ruff format --check dags plugins include tools tests benchmarks
 
 bench: $(VENV)/.dev  ## run the benchmarks (figures go to benchmarks/results/)
 	$(BIN)/python benchmarks/parse_time.py
@@ -65,13 +66,13 @@ clean: down  ## stop the stack and delete its state (.stack/)
 .PHONY: prod-local prod-local-status prod-local-down bench-prod
 
 prod-local: $(VENV)/.runtime  ## production shape: Celery workers, Postgres, Redis, MLflow auth; trains once
-	$(BIN)/python -m trainyard.prodstack demo
+	$(BIN)/trainyard-dev prod demo
 
 prod-local-status: $(VENV)/.runtime  ## which services of the production shape are running
-	$(BIN)/python -m trainyard.prodstack status
+	$(BIN)/trainyard-dev prod status
 
 prod-local-down:  ## stop the production shape and drop its databases and Redis index
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m trainyard.prodstack down; else echo "nothing to stop"; fi
+	@if [ -x $(BIN)/trainyard-dev ]; then $(BIN)/trainyard-dev prod down; else echo "nothing to stop"; fi
 
 bench-prod: $(VENV)/.dev  ## training DAG: Celery+Postgres vs standalone; 2 pipelines on 2 workers
 	$(BIN)/python benchmarks/production_shape.py

@@ -2,10 +2,10 @@
 
 Variants, each in a fresh process so memory figures do not mix:
 
-- ``evidently``: trainyard's check (``trainyard.drift.run_evidently``: Evidently 0.7
+- ``evidently``: trainyard's check (``trainyard.drift.evidently.run_evidently``: Evidently 0.7
   ``DataDriftPreset``, include_tests) on all rows, then ``save_html``;
-- ``evidently_sampled_<n>``: the same after ``trainyard.drift.sample_rows`` caps both sides at n
-  rows (the spec's ``drift.sample_size``; churn ships 50,000);
+- ``evidently_sampled_<n>``: the same after ``trainyard.drift.evidently.sample_rows`` caps both
+  sides at n rows (the spec's ``drift.sample_size``; churn ships 50,000);
 - ``scipy_ks_chi2``: the plain baseline: ``scipy.stats.ks_2samp`` per numeric column,
   chi-square on category counts per categorical column, all rows;
 - ``scipy_wasserstein_js``: the same statistics Evidently picks for large data (Wasserstein
@@ -78,7 +78,7 @@ def make_frame(rows: int, seed: int, shifted: bool):
 
 def bench_spec():
     """A pipeline spec naming the 20 columns (drift settings as churn ships them)."""
-    from trainyard.spec import parse_spec
+    from trainyard.core.spec import parse_spec
 
     numeric = [f"num_{i:02d}" for i in range(NUMERIC)]
     categorical = [f"cat_{i:02d}" for i in range(CATEGORICAL)]
@@ -185,7 +185,8 @@ def worker(variant: str, rows: int) -> dict[str, Any]:
     if variant.startswith("evidently"):
         import evidently  # noqa: F401
         import evidently.presets  # noqa: F401
-        from trainyard import drift
+
+        from trainyard.drift import evidently
     else:
         import scipy.spatial  # noqa: F401
         import scipy.stats  # noqa: F401
@@ -198,9 +199,9 @@ def worker(variant: str, rows: int) -> dict[str, Any]:
         if variant.startswith("evidently"):
             spec = bench_spec()
             cap = int(variant.rsplit("_", 1)[1]) if "sampled" in variant else None
-            ref = drift.sample_rows(reference, cap, spec.drift.sample_seed)
-            cur = drift.sample_rows(current, cap, spec.drift.sample_seed)
-            result, snapshot = drift.run_evidently(spec, ref, cur)
+            ref = evidently.sample_rows(reference, cap, spec.drift.sample_seed)
+            cur = evidently.sample_rows(current, cap, spec.drift.sample_seed)
+            result, snapshot = evidently.run_evidently(spec, ref, cur)
             check_seconds = time.perf_counter() - started
             flags = {c.column: (c.score, c.drifted) for c in result.columns}
             started_html = time.perf_counter()

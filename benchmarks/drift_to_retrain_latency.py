@@ -2,7 +2,7 @@
 
 An embedded stack (SeaweedFS, MLflow server, ``airflow standalone`` with LocalExecutor; free
 ports, temporary state) gets 28 stable churn days and one drifted day; a champion is trained in
-this process (``trainyard.pipeline.run_pipeline``). The benchmark's spec is churn with no
+this process (``trainyard.training.steps.run``). The benchmark's spec is churn with no
 schedules (nothing starts on its own) and ``cooldown_hours: 0`` (every drift run may retrain).
 
 Then, ``--reps`` times: trigger ``drift_churn`` through the REST API, wait for it, wait for the
@@ -118,8 +118,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary state folder")
     args = parser.parse_args()
 
-    from trainyard.airflow_api import AirflowApi
-    from trainyard.devstack import AIRFLOW_ADMIN, Ports, Stack
+    from trainyard_dev.airflow_api import AirflowApi
+    from trainyard_dev.devstack import AIRFLOW_ADMIN, Stack
+    from trainyard_dev.services import Ports
 
     state = Path(tempfile.mkdtemp(prefix="trainyard-bench-latency-"))
     pipelines = state / "pipelines"
@@ -136,12 +137,12 @@ def main() -> int:
         os.environ.update(stack.client_env())
         print(f"stack up in {startup:.0f} s ({stack.airflow_url})", flush=True)
 
-        from trainyard.churn_generator import Knobs, land_days
-        from trainyard.ingest import TrainingWindow
-        from trainyard.lineage import RunContext
-        from trainyard.pipeline import run_pipeline
-        from trainyard.settings import Settings
-        from trainyard.spec import load_spec
+        from trainyard.core.lineage import RunContext
+        from trainyard.core.settings import Settings
+        from trainyard.core.spec import load_spec
+        from trainyard.data.snapshots import TrainingWindow
+        from trainyard.training.steps import run as run_pipeline
+        from trainyard_dev.churn import Knobs, land_days
 
         settings = Settings.from_env()
         start = REFERENCE_END - timedelta(days=27)

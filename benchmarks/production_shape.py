@@ -46,9 +46,10 @@ PIPELINES = REPO / "include" / "pipelines"
 def land(stack: Any, days: int, rows_per_day: int) -> None:
     """The same churn partitions into this stack's S3."""
     import boto3
-    from trainyard import storage
-    from trainyard.churn_generator import land_days
-    from trainyard.settings import Settings
+
+    from trainyard.core import storage
+    from trainyard.core.settings import Settings
+    from trainyard_dev.churn import land_days
 
     os.environ.update(stack.client_env())
     # boto3's default session keeps the first keys it read: start afresh for each stack.
@@ -138,8 +139,9 @@ def prepare(api: Any) -> None:
 
 def bench_standalone(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The embedded stack: LocalExecutor on SQLite."""
-    from trainyard.demo import api_for
-    from trainyard.devstack import Ports, Stack
+    from trainyard_dev.demo import api_for
+    from trainyard_dev.devstack import Stack
+    from trainyard_dev.services import Ports
 
     stack = Stack(
         state_dir=root / "standalone",
@@ -168,8 +170,8 @@ def bench_celery(
     Args:
         parts: Which measurements: ``sequential`` and/or ``concurrent``.
     """
-    from trainyard.devstack import Ports
-    from trainyard.prodstack import ProdStack
+    from trainyard_dev.prodstack.stack import ProdStack
+    from trainyard_dev.services import Ports
 
     stack = ProdStack(
         state_dir=root / name,
@@ -209,15 +211,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    from trainyard.prodstack import (
-        DEFAULT_POSTGRES_URL,
-        DEFAULT_REDIS_URL,
-        PostgresServer,
-        redis_reachable,
-    )
+    from trainyard_dev.config import StackConfig
+    from trainyard_dev.prodstack.servers import PostgresServer, redis_reachable
 
-    postgres = PostgresServer(os.environ.get("TRAINYARD_POSTGRES_URL", DEFAULT_POSTGRES_URL))
-    redis_url = os.environ.get("TRAINYARD_REDIS_URL", DEFAULT_REDIS_URL)
+    config = StackConfig.from_env()
+    postgres = PostgresServer(config.postgres_url)
+    redis_url = config.redis_url
     problems = [p for p in (postgres.reachable(), redis_reachable(redis_url)) if p]
     if problems:
         raise SystemExit("needs the local PostgreSQL and Redis: " + "; ".join(problems))

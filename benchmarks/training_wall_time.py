@@ -109,7 +109,7 @@ def run_cli(env: dict[str, str]) -> dict:
 
 def run_airflow(stack, env_dir: Path) -> dict:
     """Trigger train_churn under airflow standalone and measure it."""
-    from trainyard.demo import api_for
+    from trainyard_dev.demo import api_for
 
     api = api_for(stack)
     api.wait_for_dag("train_churn")
@@ -145,9 +145,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=28)
     args = parser.parse_args()
 
-    from trainyard.churn_generator import land_days
-    from trainyard.devstack import Ports, Stack
-    from trainyard.settings import Settings
+    from trainyard.core.settings import Settings
+    from trainyard_dev.churn import land_days
+    from trainyard_dev.devstack import Stack
+    from trainyard_dev.services import Ports
 
     state = Path(tempfile.mkdtemp(prefix="bench-training-"))
     cli_specs, airflow_specs = state / "pipelines-cli", state / "pipelines-airflow"

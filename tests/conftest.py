@@ -49,7 +49,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Any]:
     """SeaweedFS (S3) and an MLflow tracking server on free ports, for the whole session."""
-    from trainyard.devstack import Ports, Stack
+    from trainyard_dev.devstack import Stack
+    from trainyard_dev.services import Ports
 
     services = Stack(state_dir=SESSION_DIR / "stack", ports=Ports.free())
     try:
@@ -63,7 +64,7 @@ def stack() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def settings(stack: Any) -> Any:
     """Settings read from the environment the stack exported."""
-    from trainyard.settings import Settings
+    from trainyard.core.settings import Settings
 
     return Settings.from_env()
 
@@ -77,13 +78,13 @@ def airflow_db() -> None:
 
 def spec_named(name: str) -> Any:
     """A spec from the session's pipelines folder."""
-    from trainyard.spec import load_spec
+    from trainyard.core.spec import load_spec
 
     return load_spec(PIPELINES_DIR / f"{name}.yaml")
 
 
 def repo_spec(name: str) -> Any:
     """A spec as shipped in include/pipelines."""
-    from trainyard.spec import load_spec
+    from trainyard.core.spec import load_spec
 
     return load_spec(REPO / "include" / "pipelines" / f"{name}.yaml")

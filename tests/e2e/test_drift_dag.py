@@ -32,7 +32,7 @@ DRIFTED = {"support_calls": 1.0, "data_usage_gb": 1.0}
 
 
 def _land(settings: Any, day: date, rows: int = 1000, **knobs: Any) -> None:
-    from trainyard.churn_generator import Knobs, land_days
+    from trainyard_dev.churn import Knobs, land_days
 
     land_days(settings, day, day, rows, Knobs(**knobs), prefix=PIPELINE)
 
@@ -40,7 +40,7 @@ def _land(settings: Any, day: date, rows: int = 1000, **knobs: Any) -> None:
 @pytest.fixture(scope="module")
 def drift_data(settings: Any) -> None:
     """Stable days from 1 January to STABLE_DAY; drifted, tiny and broken days after it."""
-    from trainyard.churn_generator import land_days
+    from trainyard_dev.churn import land_days
 
     land_days(settings, date(2026, 1, 1), STABLE_DAY, 1000, prefix=PIPELINE)
     _land(settings, DRIFT_DAY, covariate_drift=DRIFTED)
@@ -71,16 +71,17 @@ def _drift_retrains() -> list[dict[str, Any]]:
 
 
 def _summary(settings: Any, run: DagRunResult) -> Any:
-    from trainyard import storage
-    from trainyard.drift import DriftSummary
+    from trainyard.core import storage
+    from trainyard.drift.steps import DriftSummary
 
     uri = run.xcoms["check_drift"]["summary_uri"]
     return DriftSummary.model_validate_json(storage.get_bytes(settings, uri))
 
 
 def _decision(settings: Any, run: DagRunResult) -> Any:
-    from trainyard import storage
-    from trainyard.drift_policy import RetrainDecision, decision_uri
+    from trainyard.core import storage
+    from trainyard.drift.ledger import decision_uri
+    from trainyard.drift.policy import RetrainDecision
 
     body = storage.get_bytes(settings, decision_uri(settings, PIPELINE, run.run_id))
     return RetrainDecision.model_validate_json(body)
@@ -153,7 +154,7 @@ def _execute_existing_run(dag_id: str, run_id: str) -> DagRunResult:
 
 
 def test_without_a_champion_the_run_says_so_and_ends_cleanly(drift_data, run_dag, settings):
-    from trainyard import storage
+    from trainyard.core import storage
 
     run = _drift(run_dag, STABLE_DAY)
 
@@ -192,7 +193,7 @@ def test_stable_data_no_drift_no_training_run(champion, run_dag, settings) -> No
 
 def test_cli_drift_check_gives_the_same_verdict_without_airflow(champion, capsys) -> None:
     from trainyard.cli import main
-    from trainyard.drift import DriftSummary
+    from trainyard.drift.steps import DriftSummary
 
     code = main(["drift", PIPELINE, "--window-end", STABLE_DAY.isoformat()])
 
@@ -206,7 +207,7 @@ def test_cli_drift_check_gives_the_same_verdict_without_airflow(champion, capsys
 
 
 def test_tiny_current_sample_is_insufficient_data_no_trigger(champion, run_dag, settings) -> None:
-    from trainyard import storage
+    from trainyard.core import storage
 
     run = _drift(run_dag, TINY_DAY)
 
@@ -225,8 +226,8 @@ def test_tiny_current_sample_is_insufficient_data_no_trigger(champion, run_dag, 
 
 
 def test_corrupted_batch_is_a_validation_failure_not_a_verdict(champion, run_dag, settings):
-    from trainyard import storage
-    from trainyard.validation import ValidationReport, load_suite_json, result_prefix
+    from trainyard.core import storage
+    from trainyard.data.validation import ValidationReport, load_suite_json, result_prefix
 
     run = _drift(run_dag, BROKEN_DAY)
 
@@ -262,8 +263,9 @@ def test_covariate_drift_names_the_two_columns_and_triggers_one_retrain(
     drift_run, run_dag, settings
 ) -> None:
     from mlflow import MlflowClient
-    from trainyard import storage
-    from trainyard.drift_policy import last_retrain
+
+    from trainyard.core import storage
+    from trainyard.drift.ledger import last_retrain
 
     assert drift_run.state == "success", drift_run.task_states
     assert set(drift_run.task_states.values()) == {"success"}, drift_run.task_states
@@ -329,7 +331,7 @@ def test_triggered_training_run_records_the_drift_report_in_lineage(drift_run, s
 
 
 def test_ten_drift_runs_inside_the_cooldown_still_one_retrain(drift_run, run_dag, settings):
-    from trainyard.drift_policy import last_retrain
+    from trainyard.drift.ledger import last_retrain
 
     ledger_before = last_retrain(settings, PIPELINE)
     runs = [_drift(run_dag, STORM_DAY) for _ in range(10)]

@@ -54,8 +54,8 @@ def _require_local_servers(stack: Any) -> None:
 @pytest.fixture(scope="module")
 def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The production shape on free ports; torn down (databases dropped) after the module."""
-    from trainyard.devstack import Ports
-    from trainyard.prodstack import ProdStack
+    from trainyard_dev.prodstack.stack import ProdStack
+    from trainyard_dev.services import Ports
 
     stack = ProdStack(
         state_dir=tmp_path_factory.mktemp("prodstack"),
@@ -84,9 +84,10 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def training_run(prod: Any) -> dict[str, Any]:
     """Churn data for June 2026 landed on S3, then one run of train_churn through the REST API."""
     import boto3
-    from trainyard import storage
-    from trainyard.churn_generator import land_days
-    from trainyard.settings import Settings
+
+    from trainyard.core import storage
+    from trainyard.core.settings import Settings
+    from trainyard_dev.churn import land_days
 
     # boto3's default session keeps the first credentials it found (an earlier module's S3):
     # land with a session that reads this stack's keys, and leave no client holding them.
@@ -215,7 +216,8 @@ def test_mlflow_refuses_clients_without_valid_credentials(prod, training_run, lo
 
 def test_data_and_model_artifacts_are_in_s3(prod, training_run) -> None:
     from mlflow import MlflowClient
-    from trainyard.storage import S3Uri
+
+    from trainyard.core.storage import S3Uri
 
     s3 = _s3(prod)
     tags = (

@@ -24,7 +24,7 @@ CORRUPT_DAY = date(2026, 7, 15)
 @pytest.fixture(scope="module")
 def churn_data(settings: Any) -> None:
     """Clean daily partitions for June and early July 2026 (1,000 rows a day)."""
-    from trainyard.churn_generator import land_days
+    from trainyard_dev.churn import land_days
 
     land_days(settings, date(2026, 5, 20), CORRUPT_DAY - timedelta(days=1), rows_per_day=1000)
 
@@ -50,8 +50,8 @@ def first_run(churn_data: None, run_dag) -> Any:
 
 
 def test_first_run_registers_champion_v1_with_full_lineage(first_run, settings) -> None:
-    from trainyard import storage
-    from trainyard.lineage import git_commit
+    from trainyard.core import storage
+    from trainyard.core.lineage import git_commit
 
     assert first_run.state == "success", first_run.task_states
     assert set(first_run.task_states.values()) == {"success"}
@@ -115,9 +115,9 @@ def test_rerun_on_same_window_has_same_snapshot_and_registers_nothing_new(
 def test_corrupted_partition_fails_at_validate_and_champion_stays(
     first_run, run_dag, settings
 ) -> None:
-    from trainyard import storage
-    from trainyard.churn_generator import Knobs, land_days
-    from trainyard.validation import ValidationReport, load_suite_json, result_prefix
+    from trainyard.core import storage
+    from trainyard.data.validation import ValidationReport, load_suite_json, result_prefix
+    from trainyard_dev.churn import Knobs, land_days
 
     champion_before = _champion("churn").version
     land_days(settings, CORRUPT_DAY, CORRUPT_DAY, 1000, Knobs(corruption=("out_of_range",)))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from trainyard.churn_generator import CATEGORIES, Knobs, generate_day
+
+from trainyard_dev.churn import CATEGORIES, Knobs, generate_day
 
 DAY = date(2026, 4, 1)
 

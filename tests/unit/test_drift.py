@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from trainyard import drift, drift_policy
-from trainyard.drift_policy import RetrainRecord, cooldown_slot, decide, training_run_id
-from trainyard.spec import load_spec, parse_spec
 
 from tests.conftest import REPO
+from trainyard.core.spec import load_spec, parse_spec
+from trainyard.drift import evidently, policy, steps
+from trainyard.drift.policy import RetrainRecord, cooldown_slot, decide, training_run_id
 
 CHURN = load_spec(REPO / "include" / "pipelines" / "churn.yaml")
 NOW = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
@@ -63,7 +63,7 @@ def test_parse_snapshot_reads_each_column_and_the_share() -> None:
         share=0.5,
     )
 
-    result = drift.parse_snapshot(report, drift_share=0.5)
+    result = evidently.parse_snapshot(report, drift_share=0.5)
 
     assert result.verdict == "drift"  # share >= drift_share
     assert result.drifted_columns == ["a", "c"]
@@ -79,23 +79,23 @@ def test_parse_snapshot_below_the_share_is_no_drift() -> None:
         count=1,
         share=0.5,
     )
-    assert drift.parse_snapshot(report, drift_share=0.6).verdict == "no_drift"
+    assert evidently.parse_snapshot(report, drift_share=0.6).verdict == "no_drift"
 
 
 def test_parse_snapshot_refuses_reports_without_tests_or_disagreeing() -> None:
     report = _report({"a": ("x", 1.0, 0.1, "FAIL")}, count=1, share=1.0)
     without_tests = {"metrics": report["metrics"], "tests": []}
     with pytest.raises(ValueError, match="include_tests=True"):
-        drift.parse_snapshot(without_tests, 0.5)
+        evidently.parse_snapshot(without_tests, 0.5)
     with pytest.raises(ValueError, match="counts 3"):
-        drift.parse_snapshot(_report({"a": ("x", 1.0, 0.1, "FAIL")}, count=3, share=1.0), 0.5)
+        evidently.parse_snapshot(_report({"a": ("x", 1.0, 0.1, "FAIL")}, count=3, share=1.0), 0.5)
     with pytest.raises(ValueError, match="one DriftedColumnsCount"):
-        drift.parse_snapshot({"metrics": [], "tests": []}, 0.5)
+        evidently.parse_snapshot({"metrics": [], "tests": []}, 0.5)
 
 
 def test_real_evidently_names_exactly_the_shifted_columns() -> None:
     """Guards the parser against Evidently's actual output (imports Evidently: ~10 s)."""
-    from trainyard.churn_generator import Knobs, generate_day
+    from trainyard_dev.churn import Knobs, generate_day
 
     reference = generate_day(date(2026, 2, 1), 3000)
     stable = generate_day(date(2026, 2, 2), 1000)
@@ -103,8 +103,8 @@ def test_real_evidently_names_exactly_the_shifted_columns() -> None:
         date(2026, 2, 2), 1000, Knobs(covariate_drift={"support_calls": 1.0, "region": 0.8})
     )
 
-    calm, _ = drift.run_evidently(CHURN, reference, stable)
-    moved, snapshot = drift.run_evidently(CHURN, reference, shifted)
+    calm, _ = evidently.run_evidently(CHURN, reference, stable)
+    moved, snapshot = evidently.run_evidently(CHURN, reference, shifted)
 
     assert calm.verdict == "no_drift" and calm.drifted_columns == []
     assert set(moved.drifted_columns) == {"support_calls", "region"}
@@ -113,11 +113,150 @@ def test_real_evidently_names_exactly_the_shifted_columns() -> None:
     assert hasattr(snapshot, "save_html")
 
 
+def _refs(rows_reference: int, rows_current: int) -> tuple[steps.ReferenceRef, Any]:
+    from trainyard.data.snapshots import SnapshotRef
+
+    reference = steps.ReferenceRef(
+        model_name="churn",
+        model_version="2",
+        snapshot_uri="s3://trainyard/snapshots/churn/ref.parquet",
+        snapshot_sha256="r" * 64,
+        window_start=date(2026, 1, 5),
+        window_end=date(2026, 2, 1),
+    )
+    current = SnapshotRef(
+        uri="s3://trainyard/snapshots/churn/cur.parquet",
+        sha256="c" * 64,
+        rows=rows_current,
+        window_start=date(2026, 2, 2),
+        window_end=date(2026, 2, 2),
+        sources=1,
+    )
+    return reference, current
+
+
+def test_compare_summarises_a_real_check_in_memory() -> None:
+    """The pure core of check_drift: Evidently on frames, no storage (imports Evidently)."""
+    from trainyard_dev.churn import Knobs, generate_day
+
+    reference_frame = generate_day(date(2026, 2, 1), 3000)
+    current_frame = generate_day(
+        date(2026, 2, 2), 1000, Knobs(covariate_drift={"tenure_months": 1.0, "support_calls": 1.0})
+    )
+    reference, current = _refs(3000, 1000)
+
+    summary, report = steps.compare(
+        CHURN, reference, current, reference_frame, current_frame, "s3://x/summary.json", "s3://x/r"
+    )
+
+    assert summary.verdict == "drift"  # tenure_months, total_charges (follows it), support_calls
+    assert {"tenure_months", "support_calls"} <= set(summary.drifted_columns)
+    assert summary.reference_model == "churn v2"
+    assert (summary.reference.rows, summary.current.rows) == (3000, 1000)
+    assert summary.report_uri == "s3://x/r" and hasattr(report, "save_html")
+    assert summary.settings_sha256 == evidently.settings_sha256(
+        evidently.check_settings(CHURN), evidently.evidently_version()
+    )
+
+
+def test_compare_with_too_few_rows_gives_no_verdict_and_no_report() -> None:
+    from trainyard_dev.churn import generate_day
+
+    reference, current = _refs(3000, 120)
+    summary, report = steps.compare(
+        CHURN,
+        reference,
+        current,
+        generate_day(date(2026, 2, 1), 3000),
+        generate_day(date(2026, 2, 2), 120),
+        "s3://x/summary.json",
+        "s3://x/r",
+    )
+    assert summary.verdict == "insufficient_data" and report is None
+    assert summary.report_uri is None and summary.columns == []
+    assert "current has 120 rows" in summary.message
+
+
+def test_monitoring_tags_and_metrics_of_a_check() -> None:
+    from trainyard.core.lineage import RunContext
+
+    reference, current = _refs(3000, 1000)
+    summary = steps.DriftSummary(
+        pipeline="churn",
+        verdict="drift",
+        message="m",
+        drift_share=0.4,
+        drift_share_threshold=0.3,
+        drifted_count=2,
+        column_count=5,
+        columns=[
+            evidently.ColumnDrift(
+                column="a", method="ks", score=0.01, threshold=0.05, drifted=True
+            ),
+            evidently.ColumnDrift(
+                column="b", method="ks", score=0.5, threshold=0.05, drifted=False
+            ),
+        ],
+        reference=steps.DataSide(
+            snapshot_uri=reference.snapshot_uri,
+            snapshot_sha256=reference.snapshot_sha256,
+            rows=3000,
+            compared_rows=3000,
+        ),
+        current=steps.DataSide(
+            snapshot_uri=current.uri,
+            snapshot_sha256=current.sha256,
+            rows=1000,
+            compared_rows=1000,
+            window_start=current.window_start,
+            window_end=current.window_end,
+        ),
+        reference_model="churn v2",
+        min_rows=200,
+        settings={},
+        settings_sha256="s",
+        evidently_version="0.7.23",
+        summary_uri="s3://x/summary.json",
+        report_uri="s3://x/report.html",
+    )
+    context = RunContext(dag_id="drift_churn", run_id="r1", trigger_reason="t", git_commit="g")
+
+    tags = steps.monitoring_tags(CHURN, summary, context)
+    metrics = steps.monitoring_metrics(summary)
+
+    assert tags["airflow_run_id"] == "r1" and tags["drifted_columns"] == "a"
+    assert tags["current_window"] == "2026-02-02..2026-02-02"
+    assert metrics == {
+        "drifted_columns": 2.0,
+        "column_count": 5.0,
+        "rows_current": 1000.0,
+        "rows_reference": 3000.0,
+        "dataset_drift": 1.0,
+        "drift_share": 0.4,
+        "score.a": 0.01,
+        "score.b": 0.5,
+    }
+
+
+def test_the_spec_knows_exactly_evidentlys_drift_methods() -> None:
+    """DRIFT_METHODS (light, for parse time) must match Evidently's own registry."""
+    from evidently.legacy.calculations.stattests.registry import _registered_stat_tests
+
+    from trainyard.core.spec import DRIFT_METHODS
+
+    kinds = {"ColumnType.Numerical": "numeric", "ColumnType.Categorical": "categorical"}
+    registered = {
+        name: frozenset(kinds[str(kind)] for kind in by_kind if str(kind) in kinds)
+        for name, by_kind in _registered_stat_tests.items()
+    }
+    assert {name: kinds for name, kinds in registered.items() if kinds} == DRIFT_METHODS
+
+
 # ---- settings, sampling, row counts, windows ----------------------------------------------------
 
 
 def test_preset_settings_follow_the_spec() -> None:
-    assert drift.preset_settings(CHURN) == {
+    assert evidently.preset_settings(CHURN) == {
         "columns": list(CHURN.schema_.features),
         "drift_share": 0.3,
     }
@@ -128,8 +267,8 @@ def test_preset_settings_follow_the_spec() -> None:
         per_column_method={"contract": "chisquare"},
         per_column_threshold={"monthly_charges": 0.3},
     )
-    assert drift.drift_columns(spec) == (["monthly_charges"], ["contract"])
-    assert drift.preset_settings(spec) == {
+    assert evidently.drift_columns(spec) == (["monthly_charges"], ["contract"])
+    assert evidently.preset_settings(spec) == {
         "columns": ["monthly_charges", "contract"],
         "drift_share": 0.3,
         "method": "psi",
@@ -140,47 +279,49 @@ def test_preset_settings_follow_the_spec() -> None:
 
 
 def test_settings_hash_changes_with_settings_and_evidently_version() -> None:
-    base = drift.check_settings(CHURN)
-    assert drift.settings_sha256(base, "0.7.23") == drift.settings_sha256(dict(base), "0.7.23")
-    assert drift.settings_sha256(base, "0.7.23") != drift.settings_sha256(base, "0.7.24")
-    other = drift.check_settings(_spec(min_rows=10))
-    assert drift.settings_sha256(base, "0.7.23") != drift.settings_sha256(other, "0.7.23")
+    base = evidently.check_settings(CHURN)
+    assert evidently.settings_sha256(base, "0.7.23") == evidently.settings_sha256(
+        dict(base), "0.7.23"
+    )
+    assert evidently.settings_sha256(base, "0.7.23") != evidently.settings_sha256(base, "0.7.24")
+    other = evidently.check_settings(_spec(min_rows=10))
+    assert evidently.settings_sha256(base, "0.7.23") != evidently.settings_sha256(other, "0.7.23")
 
 
 def test_sample_rows_is_capped_and_seeded() -> None:
     import pandas as pd
 
     frame = pd.DataFrame({"x": range(1000)})
-    assert drift.sample_rows(frame, None, 0) is frame
-    assert drift.sample_rows(frame, 5000, 0) is frame
-    sample = drift.sample_rows(frame, 100, seed=3)
+    assert evidently.sample_rows(frame, None, 0) is frame
+    assert evidently.sample_rows(frame, 5000, 0) is frame
+    sample = evidently.sample_rows(frame, 100, seed=3)
     assert len(sample) == 100 and sample["x"].is_unique
-    assert sample.equals(drift.sample_rows(frame, 100, seed=3))
-    assert not sample.equals(drift.sample_rows(frame, 100, seed=4))
+    assert sample.equals(evidently.sample_rows(frame, 100, seed=3))
+    assert not sample.equals(evidently.sample_rows(frame, 100, seed=4))
 
 
 def test_insufficient_rows_names_the_short_side() -> None:
-    assert drift.insufficient_rows(5000, 500, 500) is None
-    message = drift.insufficient_rows(5000, 150, 500)
+    assert evidently.insufficient_rows(5000, 500, 500) is None
+    message = evidently.insufficient_rows(5000, 150, 500)
     assert message.startswith("insufficient data: current has 150 rows")
     assert "reference" not in message
-    assert "current has 1 rows and reference has 2 rows" in drift.insufficient_rows(2, 1, 500)
+    assert "current has 1 rows and reference has 2 rows" in evidently.insufficient_rows(2, 1, 500)
 
 
 def test_newest_window_takes_the_newest_partition_not_after_the_run_day() -> None:
     days = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 5)]
-    window = drift.newest_window(days, run_day=date(2026, 3, 4), days=2)
+    window = steps.newest_window(days, run_day=date(2026, 3, 4), days=2)
     assert (window.start, window.end) == (date(2026, 3, 1), date(2026, 3, 2))
-    explicit = drift.newest_window([], date(2026, 3, 4), 1, window_end=date(2026, 2, 1))
+    explicit = steps.newest_window([], date(2026, 3, 4), 1, window_end=date(2026, 2, 1))
     assert (explicit.start, explicit.end) == (date(2026, 2, 1), date(2026, 2, 1))
-    with pytest.raises(drift.NoCurrentDataError, match="no raw partition on or before"):
-        drift.newest_window(days, run_day=date(2026, 2, 28), days=1)
+    with pytest.raises(steps.NoCurrentDataError, match="no raw partition on or before"):
+        steps.newest_window(days, run_day=date(2026, 2, 28), days=1)
 
 
 def test_static_dataset_has_no_current_window() -> None:
     static = load_spec(REPO / "include" / "pipelines" / "breast_cancer.yaml")
-    with pytest.raises(ValueError, match="static dataset"):
-        drift.current_window(static, None, date(2026, 3, 1))  # type: ignore[arg-type]
+    with pytest.raises(steps.NoCurrentDataError, match="static dataset"):
+        steps.current_window(static, None, date(2026, 3, 1))  # type: ignore[arg-type]
 
 
 # ---- storm protection ---------------------------------------------------------------------------
@@ -321,9 +462,9 @@ def test_run_ids_are_valid_airflow_run_ids() -> None:
 
 
 def test_only_a_retrain_decision_becomes_a_ledger_record() -> None:
-    record = drift_policy.record_from(_decide())
+    record = policy.record_from(_decide(), "drift_churn")
     assert record.training_run_id == "drift__20260302T060000Z"
     assert record.requested_at == NOW and record.drift_dag_id == "drift_churn"
     assert record.drifted_columns == ["monthly_charges", "contract"]
     with pytest.raises(ValueError, match="only a decision to retrain"):
-        drift_policy.record_from(_decide(_summary("no_drift")))
+        policy.record_from(_decide(_summary("no_drift")), "drift_churn")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from trainyard.gate import decide
-from trainyard.spec import Gate
+
+from trainyard.core.spec import Gate
+from trainyard.training.gate import decide
 
 GATE = Gate(
     floors={"roc_auc": 0.75, "log_loss": 0.6}, champion_metric="roc_auc", max_regression=0.01

@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from trainyard import modeling
-from trainyard.churn_generator import generate_day
-from trainyard.ingest import read_sklearn_dataset
-from trainyard.spec import load_spec, parse_spec
 
 from tests.conftest import REPO
+from trainyard.core.metrics import compute_metrics
+from trainyard.core.spec import load_spec, parse_spec
+from trainyard.data.sources import read_sklearn_dataset
+from trainyard.training import modeling
+from trainyard_dev.churn import generate_day
 
 CHURN = load_spec(REPO / "include" / "pipelines" / "churn.yaml")
 
@@ -58,7 +59,7 @@ def test_rows_without_an_id_are_split_by_content() -> None:
 
 
 def test_too_few_rows_is_a_clear_error(churn_frame: pd.DataFrame) -> None:
-    with pytest.raises(ValueError, match="too few|single class"):
+    with pytest.raises(modeling.TrainingDataError, match="too few|single class"):
         modeling.split(CHURN, churn_frame.head(2))
 
 
@@ -71,7 +72,7 @@ def test_unlabelled_rows_are_dropped_and_counted(churn_frame: pd.DataFrame) -> N
 
 
 def test_missing_declared_column_is_named(churn_frame: pd.DataFrame) -> None:
-    with pytest.raises(ValueError, match=r"\['support_calls'\]"):
+    with pytest.raises(modeling.TrainingDataError, match=r"\['support_calls'\]"):
         modeling.split(CHURN, churn_frame.drop(columns=["support_calls"]))
 
 
@@ -80,7 +81,7 @@ def test_pipeline_learns_churn_and_tolerates_unknown_categories_and_nulls(
 ) -> None:
     data = modeling.split(CHURN, churn_frame)
     model = modeling.build_pipeline(CHURN).fit(data.x_train, data.y_train)
-    metrics = modeling.compute_metrics(CHURN.metrics, model, data.x_test, data.y_test)
+    metrics = compute_metrics(CHURN.metrics, model, data.x_test, data.y_test)
     assert metrics["roc_auc"] > 0.75
     assert 0 < metrics["log_loss"] < 0.6
 
@@ -112,7 +113,7 @@ def test_multiclass_metrics(tmp_path: Path) -> None:
     spec = parse_spec(data, tmp_path / "wine.yaml")
     split = modeling.split(spec, read_sklearn_dataset("wine"))
     model = modeling.build_pipeline(spec).fit(split.x_train, split.y_train)
-    metrics = modeling.compute_metrics(spec.metrics, model, split.x_test, split.y_test)
+    metrics = compute_metrics(spec.metrics, model, split.x_test, split.y_test)
     assert metrics["roc_auc"] > 0.9 and metrics["f1"] > 0.8
 
 
@@ -124,7 +125,7 @@ def test_unknown_estimator_is_a_clear_error() -> None:
 
 
 def test_trusted_types_must_be_declared_in_the_spec(churn_frame: pd.DataFrame) -> None:
-    from trainyard.training import UntrustedModelTypesError, trusted_types
+    from trainyard.training.steps import UntrustedModelTypesError, trusted_types
 
     data = modeling.split(CHURN, churn_frame.head(2000))
     model = modeling.build_pipeline(CHURN).fit(data.x_train, data.y_train)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from trainyard.spec import SpecError, load_all_specs, load_spec, parse_spec
 
 from tests.conftest import REPO
+from trainyard.core.spec import SpecError, load_all_specs, load_spec, parse_spec
 
 SHIPPED = REPO / "include" / "pipelines"
 
@@ -57,6 +57,16 @@ def test_specs_are_frozen() -> None:
         (lambda d: d["source"].update(on_missing_partitions="later"), "on_missing_partitions"),
         (lambda d: d["window"].update(days=0), "field 'window.days'"),
         (lambda d: d.update(extra_key=1), "field 'extra_key'"),
+        (lambda d: d["drift"].update(method="kolmogorov"), "unknown drift method 'kolmogorov'"),
+        (
+            lambda d: d["drift"].update(per_column_method={"region": "wassertein"}),
+            "column 'region': unknown drift method 'wassertein'",
+        ),
+        (
+            lambda d: d["drift"].update(per_column_method={"contract": "ks"}),
+            "drift method 'ks' cannot test categorical column 'contract'",
+        ),
+        (lambda d: d["drift"].update(method="chisquare"), "cannot test numeric column"),
     ],
 )
 def test_invalid_specs_name_the_field(mutate, expected: str) -> None:

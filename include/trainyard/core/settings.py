@@ -1,0 +1,78 @@
+"""Runtime settings, read from environment variables only, in this one place.
+
+The embedded stack, the production-shape run and docker-compose all set the same variables:
+
+- ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``: S3 credentials (unset: boto3's usual chain).
+- ``AWS_ENDPOINT_URL_S3``: S3 endpoint (unset means AWS itself).
+- ``AWS_DEFAULT_REGION``: defaults to ``us-east-1``.
+- ``MLFLOW_TRACKING_URI`` (+ ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` when the
+  server has basic auth); read by MLflow itself.
+- ``TRAINYARD_RAW_BUCKET``: raw partitions (default ``raw``).
+- ``TRAINYARD_ARTIFACTS_BUCKET``: snapshots, validation results, reports (default ``trainyard``).
+- ``MLFLOW_ARTIFACTS_BUCKET``: where the MLflow server keeps model artifacts (default ``mlflow``);
+  only the bucket set-up (``trainyard buckets``) needs it.
+- ``TRAINYARD_PIPELINES_DIR`` / ``TRAINYARD_EXPECTATIONS_DIR``: where specs and suites live
+  (default: ``include/pipelines`` and ``include/expectations`` next to the package).
+- ``TRAINYARD_GIT_COMMIT``: the code version recorded in lineage when there is no git checkout
+  (the Docker image sets it at build time).
+- ``TRAINYARD_TRAINING_QUEUE``: Celery queue of the ``train`` tasks (unset: Airflow's default
+  queue), so training can run on its own pool of workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_INCLUDE_DIR = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where data and artifacts live; built from the environment by :meth:`from_env`."""
+
+    raw_bucket: str = "raw"
+    artifacts_bucket: str = "trainyard"
+    mlflow_artifacts_bucket: str = "mlflow"
+    s3_endpoint_url: str | None = None
+    region: str = "us-east-1"
+    s3_access_key_id: str | None = field(default=None, repr=False)
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+    pipelines_dir: Path = _INCLUDE_DIR / "pipelines"
+    expectations_dir: Path = _INCLUDE_DIR / "expectations"
+    training_queue: str | None = None
+    git_commit: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``environ`` (default: ``os.environ``).
+
+        Args:
+            environ: Mapping to read instead of the process environment.
+
+        Returns:
+            The settings.
+        """
+        env = os.environ if environ is None else environ
+        return cls(
+            raw_bucket=env.get("TRAINYARD_RAW_BUCKET", "raw"),
+            artifacts_bucket=env.get("TRAINYARD_ARTIFACTS_BUCKET", "trainyard"),
+            mlflow_artifacts_bucket=env.get("MLFLOW_ARTIFACTS_BUCKET", "mlflow"),
+            s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+            region=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+            s3_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+            s3_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+            pipelines_dir=Path(env.get("TRAINYARD_PIPELINES_DIR", _INCLUDE_DIR / "pipelines")),
+            expectations_dir=Path(
+                env.get("TRAINYARD_EXPECTATIONS_DIR", _INCLUDE_DIR / "expectations")
+            ),
+            training_queue=env.get("TRAINYARD_TRAINING_QUEUE") or None,
+            git_commit=env.get("TRAINYARD_GIT_COMMIT") or None,
+        )
+
+    @property
+    def buckets(self) -> list[str]:
+        """Every bucket the deployment needs: raw data, trainyard artifacts, MLflow artifacts."""
+        return [self.raw_bucket, self.artifacts_bucket, self.mlflow_artifacts_bucket]

@@ -1,0 +1,386 @@
+"""Pipeline specs: one YAML file per pipeline, validated into frozen, typed config.
+
+This module must stay cheap to import: the DAG files import it at parse time. It uses
+only pydantic and PyYAML, which Airflow has already imported.
+
+Every name derived from a pipeline (DAG ids, MLflow experiments, the registered model) is a
+property of :class:`PipelineSpec`, so it is spelled in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trainyard.core.errors import DeterministicError
+from trainyard.core.metrics import metrics_for
+
+#: Evidently 0.7's drift tests (stattests) and the column kinds each accepts; a unit test
+#: checks this against Evidently's own registry (not imported here: too slow for DAG parsing).
+DRIFT_METHODS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(
+        ("anderson", "cramer_von_mises", "ed", "es", "ks", "mannw", "empirical_mmd", "t_test",
+         "wasserstein"),
+        frozenset({"numeric"}),
+    ),
+    **dict.fromkeys(
+        ("chisquare", "fisher_exact", "g_test", "TVD", "z"), frozenset({"categorical"})
+    ),
+    **dict.fromkeys(
+        ("hellinger", "jensenshannon", "kl_div", "psi"), frozenset({"numeric", "categorical"})
+    ),
+}  # fmt: skip
+
+_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+
+Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
+
+# libyaml's loader parses ~10x faster than the pure-Python one; every DAG parse reads the specs.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class SpecError(DeterministicError, ValueError):
+    """A pipeline spec file is missing, unreadable or invalid; the message names file and field."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PartitionedParquetSource(_Frozen):
+    """Daily partitions ``s3://<bucket>/<prefix>/date=YYYY-MM-DD/*.parquet``."""
+
+    kind: Literal["partitioned_parquet"]
+    bucket: str | None = Field(
+        default=None, description="Raw-data bucket; defaults to TRAINYARD_RAW_BUCKET."
+    )
+    prefix: str = Field(min_length=1)
+    on_missing_partitions: Literal["fail", "skip"] = Field(
+        default="fail",
+        description="fail: the ingest task fails naming the missing dates. "
+        "skip: the run is skipped (nothing trained) when any partition is missing.",
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _strip_slashes(cls, value: str) -> str:
+        return value.strip("/")
+
+
+class SklearnDatasetSource(_Frozen):
+    """A static dataset that ships with scikit-learn (no download); the window is ignored."""
+
+    kind: Literal["sklearn_dataset"]
+    dataset: Literal["breast_cancer", "wine", "iris", "diabetes"]
+
+
+Source = Annotated[PartitionedParquetSource | SklearnDatasetSource, Field(discriminator="kind")]
+
+
+class Window(_Frozen):
+    """Which days a run trains on: ``days`` partitions ending ``end_offset_days`` before run day."""
+
+    days: int = Field(default=28, ge=1, le=3660)
+    end_offset_days: int = Field(default=1, ge=0, le=365)
+
+
+class Schema(_Frozen):
+    """Columns of the data; every feature must be declared here."""
+
+    numeric_features: tuple[str, ...] = ()
+    categorical_features: tuple[str, ...] = ()
+    target: str
+    id_column: str | None = None
+    timestamp_column: str | None = None
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> Schema:
+        features = self.numeric_features + self.categorical_features
+        if not features:
+            raise ValueError("declare at least one numeric or categorical feature")
+        duplicates = sorted({c for c in features if features.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"columns listed twice among features: {duplicates}")
+        for role in ("target", "id_column", "timestamp_column"):
+            column = getattr(self, role)
+            if column is not None and column in features:
+                raise ValueError(f"{role} {column!r} is also listed as a feature")
+        return self
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """All feature columns, numeric first."""
+        return self.numeric_features + self.categorical_features
+
+
+class Model(_Frozen):
+    """The estimator, by import path, and its hyperparameters."""
+
+    task: Literal["classification", "regression"] = "classification"
+    estimator: str
+    params: dict[str, int | float | str | bool | None] = Field(default_factory=dict)
+    registered_name: str | None = Field(
+        default=None, description="MLflow registered model name; defaults to the pipeline name."
+    )
+    drop_unlabeled: bool = Field(
+        default=True,
+        description="Drop rows whose target is still missing (labels that have not arrived yet).",
+    )
+    skops_trusted_types: tuple[str, ...] = Field(
+        default=(),
+        description="Types beyond skops' defaults that the saved model may contain (e.g. "
+        "tree classes). MLflow stores sklearn models with skops; list only types you reviewed.",
+    )
+
+    @field_validator("estimator")
+    @classmethod
+    def _import_path(cls, value: str) -> str:
+        if not _IMPORT_PATH.match(value):
+            raise ValueError(f"{value!r} is not an import path like 'sklearn.linear_model.Ridge'")
+        return value
+
+
+class Split(_Frozen):
+    """Holdout split: a row is holdout when a hash of its identity and the seed says so.
+
+    The same row is on the same side in every run, so models trained on overlapping windows can
+    be compared on a holdout none of them has trained on.
+    """
+
+    test_size: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = Field(default=42, ge=0)
+
+
+class Gate(_Frozen):
+    """Promotion rules: absolute floors and the allowed regression against the champion."""
+
+    floors: dict[str, float] = Field(
+        default_factory=dict,
+        description="Metric -> bound. For greater-is-better metrics a minimum, else a maximum.",
+    )
+    champion_metric: str = Field(description="Metric the challenger is compared on.")
+    max_regression: float = Field(
+        default=0.0,
+        ge=0,
+        description="How much worse than the champion (absolute) the challenger may be.",
+    )
+
+
+class Validation(_Frozen):
+    """Which Great Expectations suite (include/expectations/<suite>.json) checks the data."""
+
+    suite: Name
+
+
+class Drift(_Frozen):
+    """Settings for the drift monitor of this pipeline."""
+
+    schedule: str | None = "0 * * * *"
+    window_days: int = Field(default=1, ge=1, le=366)
+    columns: tuple[str, ...] | None = Field(
+        default=None, description="Columns to test; defaults to all features."
+    )
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    method: str | None = None
+    threshold: float | None = Field(default=None, gt=0)
+    per_column_method: dict[str, str] = Field(default_factory=dict)
+    per_column_threshold: dict[str, float] = Field(default_factory=dict)
+    min_rows: int = Field(default=200, ge=1)
+    sample_size: int | None = Field(default=None, ge=1)
+    sample_seed: int = 0
+    cooldown_hours: float = Field(default=6, ge=0)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str | None) -> str | None:
+        if value is not None and value not in DRIFT_METHODS:
+            raise ValueError(_unknown_method(value))
+        return value
+
+    @field_validator("per_column_method")
+    @classmethod
+    def _known_methods(cls, value: dict[str, str]) -> dict[str, str]:
+        for column, method in value.items():
+            if method not in DRIFT_METHODS:
+                raise ValueError(f"column {column!r}: {_unknown_method(method)}")
+        return value
+
+
+def _unknown_method(method: str) -> str:
+    return f"unknown drift method {method!r}; Evidently knows {sorted(DRIFT_METHODS)}"
+
+
+class PipelineSpec(_Frozen):
+    """One training pipeline: where its data is, how it is checked, trained and promoted."""
+
+    name: Name
+    description: str = ""
+    owner: str = "ml-platform"
+    tags: tuple[str, ...] = ()
+    schedule: str | None = "0 2 * * *"
+    source: Source
+    window: Window = Window()
+    schema_: Schema = Field(alias="schema")
+    model: Model
+    split: Split = Split()
+    metrics: tuple[str, ...]
+    gate: Gate
+    validation: Validation
+    drift: Drift = Drift()
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> PipelineSpec:
+        allowed = metrics_for(self.model.task)
+        unknown = [m for m in self.metrics if m not in allowed]
+        if unknown:
+            raise ValueError(
+                f"metrics {unknown} are not {self.model.task} metrics; "
+                f"choose from {sorted(allowed)}"
+            )
+        for metric in (*self.gate.floors, self.gate.champion_metric):
+            if metric not in self.metrics:
+                raise ValueError(f"gate uses metric {metric!r}, which is not listed in 'metrics'")
+        features = set(self.schema_.features)
+        drift_columns = set(self.drift.columns or ())
+        drift_columns |= set(self.drift.per_column_method) | set(self.drift.per_column_threshold)
+        stray = sorted(drift_columns - features)
+        if stray:
+            raise ValueError(f"drift settings name columns that are not features: {stray}")
+        self._check_drift_methods()
+        return self
+
+    def _check_drift_methods(self) -> None:
+        """Each drift method must accept the kind (numeric, categorical) of its columns."""
+        schema = self.schema_
+        kinds = {
+            **dict.fromkeys(schema.numeric_features, "numeric"),
+            **dict.fromkeys(schema.categorical_features, "categorical"),
+        }
+        methods = {column: self.drift.method for column in self.drift.columns or schema.features}
+        methods.update(self.drift.per_column_method)
+        for column, method in methods.items():
+            if method is not None and kinds[column] not in DRIFT_METHODS[method]:
+                raise ValueError(
+                    f"drift method {method!r} cannot test {kinds[column]} column {column!r}; "
+                    f"it accepts {sorted(DRIFT_METHODS[method])} columns"
+                )
+
+    @property
+    def registered_model_name(self) -> str:
+        """Name of the model in the MLflow registry."""
+        return self.model.registered_name or self.name
+
+    @property
+    def experiment_name(self) -> str:
+        """MLflow experiment holding this pipeline's training runs."""
+        return f"{self.name}-training"
+
+    @property
+    def monitoring_experiment(self) -> str:
+        """MLflow experiment holding this pipeline's monitoring runs (drift checks)."""
+        return f"{self.name}-monitoring"
+
+    @property
+    def training_dag_id(self) -> str:
+        """Airflow DAG id of the training DAG generated for this spec."""
+        return f"train_{self.name}"
+
+    @property
+    def drift_dag_id(self) -> str:
+        """Airflow DAG id of the drift-monitor DAG generated for this spec."""
+        return f"drift_{self.name}"
+
+    def sha256(self) -> str:
+        """Content hash of the validated spec (key order and formatting do not matter)."""
+        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    lines = [f"invalid pipeline spec {path}:"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "<top level>"
+        lines.append(f"  field '{field}': {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: object, path: Path) -> PipelineSpec:
+    """Validate already-loaded YAML data into a spec.
+
+    Args:
+        data: The parsed YAML document.
+        path: Where it came from, for error messages.
+
+    Returns:
+        The frozen spec.
+
+    Raises:
+        SpecError: Naming the file and every invalid field.
+    """
+    if not isinstance(data, dict):
+        raise SpecError(f"invalid pipeline spec {path}: expected a mapping at the top level")
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(_format_errors(path, error)) from None
+    if spec.name != path.stem:
+        raise SpecError(
+            f"invalid pipeline spec {path}: field 'name': {spec.name!r} must match the file name "
+            f"{path.stem!r}"
+        )
+    return spec
+
+
+def load_spec(path: Path) -> PipelineSpec:
+    """Read and validate one pipeline spec file.
+
+    Args:
+        path: A ``<name>.yaml`` file.
+
+    Returns:
+        The frozen spec.
+
+    Raises:
+        SpecError: The file is unreadable, not YAML, or invalid; the message names file and field.
+    """
+    try:
+        data = yaml.load(path.read_text(), Loader=_YAML_LOADER)  # noqa: S506 (safe loader)
+    except OSError as error:
+        raise SpecError(f"cannot read pipeline spec {path}: {error}") from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"pipeline spec {path} is not valid YAML: {error}") from None
+    return parse_spec(data, path)
+
+
+def load_all_specs(directory: Path) -> list[PipelineSpec]:
+    """Load every ``*.yaml`` spec in a directory, sorted by name.
+
+    Args:
+        directory: The pipelines directory.
+
+    Returns:
+        All specs.
+
+    Raises:
+        SpecError: Listing every invalid file, so one bad spec does not hide another.
+    """
+    if not directory.is_dir():
+        raise SpecError(f"pipelines directory {directory} does not exist")
+    specs, problems = [], []
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            specs.append(load_spec(path))
+        except SpecError as error:
+            problems.append(str(error))
+    if problems:
+        raise SpecError("\n".join(problems))
+    return specs

@@ -1,0 +1,64 @@
+"""MLflow: the champion lookup, alias moves and finding a finished run again.
+
+The tracking server comes from ``MLFLOW_TRACKING_URI`` (and ``MLFLOW_TRACKING_USERNAME`` /
+``MLFLOW_TRACKING_PASSWORD`` when it has auth); MLflow reads them itself. MLflow is imported
+inside the functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+
+#: MLflow error codes that mean "no such model or alias" (as opposed to a server problem).
+_NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"})
+
+
+def champion_version(model_name: str) -> Any | None:
+    """The model version holding the ``champion`` alias, or None (also when no model exists)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException as error:
+        if error.error_code in _NOT_FOUND:
+            return None
+        raise
+
+
+def promote(model_name: str, version: str) -> str | None:
+    """Make ``version`` the champion; the champion it replaces becomes ``previous``.
+
+    Returns:
+        The version that was champion before, or None (none, or it already was this version).
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    current = champion_version(model_name)
+    if current is not None and current.version == version:
+        return None
+    if current is not None:
+        client.set_registered_model_alias(model_name, PREVIOUS, current.version)
+    client.set_registered_model_alias(model_name, CHAMPION, version)
+    return current.version if current is not None else None
+
+
+def find_finished_run(experiment_id: str, tags: dict[str, str]) -> Any | None:
+    """The newest FINISHED run of an experiment carrying every one of ``tags``, or None.
+
+    Lets a retried step reuse the run its earlier attempt completed instead of redoing it.
+    """
+    from mlflow import MlflowClient
+
+    conditions = [f"tags.{key} = '{value}'" for key, value in tags.items()]
+    runs = MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=" and ".join([*conditions, "attributes.status = 'FINISHED'"]),
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None

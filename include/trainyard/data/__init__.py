@@ -1,0 +1,1 @@
+"""Data shared by every feature: reading sources, immutable snapshots, validation with GX."""

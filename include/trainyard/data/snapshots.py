@@ -1,0 +1,137 @@
+"""Windows and immutable, content-addressed snapshots.
+
+A snapshot is ``s3://<artifacts>/snapshots/<pipeline>/<sha256>.parquet``, where sha256 is the
+hash of its Parquet bytes. The same rows always land on the same key, so writing again changes
+nothing, and a reader can check it got exactly what a reference names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
+
+from trainyard.core.errors import DeterministicError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trainyard.core.settings import Settings
+
+
+class WindowError(DeterministicError, ValueError):
+    """A window that cannot be read (fewer than one day)."""
+
+
+class SnapshotUnavailableError(DeterministicError):
+    """A snapshot is missing or its bytes no longer hash to the recorded sha256."""
+
+
+class TrainingWindow(BaseModel):
+    """Inclusive range of partition dates a run reads."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: date
+    end: date
+
+    @classmethod
+    def ending(cls, end: date, days: int) -> TrainingWindow:
+        """The ``days`` days that end on ``end`` (both ends included).
+
+        Raises:
+            WindowError: ``days`` is below 1.
+        """
+        if days < 1:
+            raise WindowError(f"window_days must be at least 1, got {days}")
+        return cls(start=end - timedelta(days=days - 1), end=end)
+
+    def days(self) -> list[date]:
+        """Every date in the window, oldest first."""
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+
+
+class SnapshotRef(BaseModel):
+    """What XCom carries about a snapshot: where it is and what it holds, never the data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    uri: str
+    sha256: str
+    rows: int
+    window_start: date
+    window_end: date
+    sources: int
+
+    def tags(self) -> dict[str, str]:
+        """Lineage tags naming the exact data."""
+        return {
+            "snapshot_uri": self.uri,
+            "snapshot_sha256": self.sha256,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+        }
+
+
+def snapshot_uri(settings: Settings, pipeline: str, sha256: str) -> str:
+    """The content-addressed key of a snapshot."""
+    return f"s3://{settings.artifacts_bucket}/snapshots/{pipeline}/{sha256}.parquet"
+
+
+def write_snapshot(
+    settings: Settings, pipeline: str, frame: pd.DataFrame, window: TrainingWindow, sources: int
+) -> SnapshotRef:
+    """Store a frame as an immutable, content-addressed Parquet snapshot.
+
+    An existing snapshot with the same hash is left untouched.
+
+    Returns:
+        The reference to the snapshot.
+    """
+    from trainyard.core import storage
+
+    body = storage.parquet_bytes(frame)
+    sha256 = hashlib.sha256(body).hexdigest()
+    uri = snapshot_uri(settings, pipeline, sha256)
+    if not storage.exists(settings, uri):
+        storage.ensure_buckets(settings, [settings.artifacts_bucket])
+        storage.put_bytes(settings, uri, body, "application/vnd.apache.parquet")
+    return SnapshotRef(
+        uri=uri,
+        sha256=sha256,
+        rows=len(frame),
+        window_start=window.start,
+        window_end=window.end,
+        sources=sources,
+    )
+
+
+def load_snapshot(settings: Settings, uri: str, sha256: str) -> pd.DataFrame:
+    """Read a snapshot back, checking it is byte for byte the one recorded (the one loader).
+
+    Args:
+        settings: Endpoint and credentials.
+        uri: Where the snapshot is.
+        sha256: The hash it was recorded with.
+
+    Returns:
+        Its rows.
+
+    Raises:
+        SnapshotUnavailableError: The object is gone, or its bytes hash to something else.
+    """
+    import io
+
+    import pyarrow.parquet as pq
+
+    from trainyard.core import storage
+
+    if not storage.exists(settings, uri):
+        raise SnapshotUnavailableError(f"snapshot {uri} does not exist (any more)")
+    body = storage.get_bytes(settings, uri)
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != sha256:
+        raise SnapshotUnavailableError(f"snapshot {uri} has sha256 {actual}, expected {sha256}")
+    return pq.read_table(io.BytesIO(body)).to_pandas()

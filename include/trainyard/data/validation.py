@@ -1,0 +1,308 @@
+"""Data validation with a Great Expectations suite stored as JSON in the repo.
+
+Results are stored on S3 under a key derived from the snapshot hash and the suite hash, so the
+same data checked by the same suite is validated once:
+``s3://<artifacts>/validation/<pipeline>/<snapshot sha256>/<suite sha256[:16]>/result.json``
+with the Data Docs site beside it in ``data_docs/``.
+
+Expectations with ``"severity": "warning"`` (or ``"info"``) are reported but do not fail the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from trainyard.core.errors import DeterministicError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trainyard.core.settings import Settings
+    from trainyard.core.spec import PipelineSpec
+    from trainyard.data.snapshots import SnapshotRef
+
+log = logging.getLogger(__name__)
+
+_SAMPLE_SIZE = 5
+
+
+class ExpectationOutcome(BaseModel):
+    """One expectation that did not hold."""
+
+    model_config = ConfigDict(frozen=True)
+
+    expectation: str
+    column: str | None
+    severity: str
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    sample: list[Any] = []
+    kwargs: dict[str, Any] = {}
+
+    def describe(self) -> str:
+        """One human-readable line."""
+        where = self.column or "table"
+        bounds = {k: v for k, v in self.kwargs.items() if k not in {"column", "batch_id"}}
+        detail = f"{where}: {self.expectation}"
+        if bounds:
+            detail += " (" + ", ".join(f"{k}={v}" for k, v in sorted(bounds.items())) + ")"
+        if self.unexpected_count is not None:
+            detail += f": {self.unexpected_count} unexpected"
+            if self.unexpected_percent is not None:
+                detail += f" ({self.unexpected_percent:.2f}%)"
+        if self.sample:
+            detail += f", e.g. {self.sample}"
+        return detail
+
+
+class ValidationReport(BaseModel):
+    """Verdict of a suite on a snapshot, and where the full result and Data Docs are."""
+
+    model_config = ConfigDict(frozen=True)
+
+    success: bool
+    suite: str
+    suite_sha256: str
+    snapshot_sha256: str
+    evaluated: int
+    failures: list[ExpectationOutcome]
+    warnings: list[ExpectationOutcome]
+    result_uri: str
+    data_docs_uri: str | None
+
+    def failure_message(self) -> str:
+        """Multi-line message listing every failed critical expectation."""
+        lines = [
+            f"data validation failed: {len(self.failures)} of {self.evaluated} expectations "
+            f"in suite {self.suite!r} failed on snapshot {self.snapshot_sha256[:12]}:"
+        ]
+        lines += [f"  - {failure.describe()}" for failure in self.failures]
+        lines.append(f"full result: {self.result_uri}")
+        if self.data_docs_uri:
+            lines.append(f"data docs: {self.data_docs_uri}")
+        return "\n".join(lines)
+
+    def tags(self) -> dict[str, str]:
+        """Lineage tags naming the validation result and its Data Docs page."""
+        return {
+            "validation_result_uri": self.result_uri,
+            "validation_success": str(self.success).lower(),
+            "validation_suite": f"{self.suite}@{self.suite_sha256[:16]}",
+            "data_docs_uri": self.data_docs_uri or "",
+        }
+
+
+class SuiteError(DeterministicError):
+    """An expectation suite file is missing or malformed; the message names the file."""
+
+
+class ValidationFailed(DeterministicError):
+    """The snapshot failed a critical expectation; the message lists each one."""
+
+
+def check_validation(report: ValidationReport) -> ValidationReport:
+    """Pass a successful report through; raise with every failed expectation otherwise.
+
+    Warnings are logged and do not stop the run.
+
+    Raises:
+        ValidationFailed: A critical expectation failed.
+    """
+    for warning in report.warnings:
+        log.warning("expectation failed with severity %s: %s", warning.severity, warning.describe())
+    if not report.success:
+        raise ValidationFailed(report.failure_message())
+    return report
+
+
+def suite_path(settings: Settings, suite: str) -> Path:
+    """Where a named suite's JSON lives."""
+    return settings.expectations_dir / f"{suite}.json"
+
+
+def load_suite_json(settings: Settings, suite: str) -> tuple[dict[str, Any], str]:
+    """Read a suite file.
+
+    Returns:
+        The suite document and the sha256 of the file.
+
+    Raises:
+        SuiteError: No such file, or it is not a JSON object with an ``expectations`` list.
+    """
+    path = suite_path(settings, suite)
+    if not path.is_file():
+        raise SuiteError(f"expectation suite {suite!r} not found at {path}")
+    body = path.read_bytes()
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise SuiteError(f"expectation suite {path} is not valid JSON: {error}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("expectations"), list):
+        raise SuiteError(f"expectation suite {path} must be an object with an 'expectations' list")
+    document["name"] = suite
+    return document, hashlib.sha256(body).hexdigest()
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if hasattr(value, "item"):  # numpy scalars
+        return _json_safe(value.item())
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _outcome(result: Any) -> ExpectationOutcome:
+    config = result.expectation_config
+    details = result.result or {}
+    kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+    return ExpectationOutcome(
+        expectation=config.type,
+        column=kwargs.get("column"),
+        severity=str(getattr(config.severity, "value", config.severity)),
+        unexpected_count=details.get("unexpected_count"),
+        unexpected_percent=details.get("unexpected_percent"),
+        sample=_json_safe(list(details.get("partial_unexpected_list") or [])[:_SAMPLE_SIZE]),
+        kwargs=_json_safe(kwargs),
+    )
+
+
+def run_suite(
+    frame: pd.DataFrame, suite_document: dict[str, Any], docs_dir: Path | None = None
+) -> tuple[dict[str, Any], list[ExpectationOutcome], list[ExpectationOutcome]]:
+    """Run a suite on a frame with Great Expectations (imported here, not at module level).
+
+    Args:
+        frame: The data.
+        suite_document: Suite JSON (``name`` and ``expectations``).
+        docs_dir: If given, a GX file project is created there and Data Docs are built.
+
+    Returns:
+        The full result as JSON, the failed critical expectations, the failed others.
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.core.expectation_suite import ExpectationSuite
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    if docs_dir is None:
+        context = gx.get_context(mode="ephemeral")
+    else:
+        context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    suite = context.suites.add(
+        ExpectationSuite(name=suite_document["name"], expectations=suite_document["expectations"])
+    )
+    batch = (
+        context.data_sources.add_pandas("snapshot")
+        .add_dataframe_asset("snapshot")
+        .add_batch_definition_whole_dataframe("whole")
+    )
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=suite.name, data=batch, suite=suite)
+    )
+    actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs_dir else []
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=suite.name,
+            validation_definitions=[definition],
+            actions=actions,
+            result_format={"result_format": "SUMMARY"},
+        )
+    )
+    run = checkpoint.run(batch_parameters={"dataframe": frame})
+    (result,) = run.run_results.values()
+    failed = [_outcome(r) for r in result.results if not r.success]
+    critical = [f for f in failed if f.severity == "critical"]
+    others = [f for f in failed if f.severity != "critical"]
+    return _json_safe(result.to_json_dict()), critical, others
+
+
+def result_prefix(settings: Settings, pipeline: str, snapshot_sha: str, suite_sha: str) -> str:
+    """Deterministic S3 prefix of one (snapshot, suite) validation."""
+    return f"s3://{settings.artifacts_bucket}/validation/{pipeline}/{snapshot_sha}/{suite_sha[:16]}"
+
+
+def validate_snapshot(
+    spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef, frame: pd.DataFrame | None = None
+) -> ValidationReport:
+    """Validate a snapshot with the pipeline's suite; store result JSON and Data Docs on S3.
+
+    A snapshot already validated by the same suite is not validated again: the stored report
+    is returned.
+
+    Args:
+        spec: The pipeline (names the suite).
+        settings: Buckets, endpoint, expectations directory.
+        snapshot: The snapshot to check.
+        frame: The snapshot's rows if already in memory (otherwise read from S3).
+
+    Returns:
+        The report; ``success`` is False when any critical expectation failed.
+    """
+    from trainyard.core import storage
+    from trainyard.data.snapshots import load_snapshot
+
+    document, suite_sha = load_suite_json(settings, spec.validation.suite)
+    prefix = result_prefix(settings, spec.name, snapshot.sha256, suite_sha)
+    report_uri = f"{prefix}/report.json"
+    if storage.exists(settings, report_uri):
+        return ValidationReport.model_validate_json(storage.get_bytes(settings, report_uri))
+
+    data = frame if frame is not None else load_snapshot(settings, snapshot.uri, snapshot.sha256)
+    with tempfile.TemporaryDirectory(prefix="trainyard-gx-") as workdir:
+        result, failures, warnings = run_suite(data, document, Path(workdir))
+        site = Path(workdir) / "gx" / "uncommitted" / "data_docs" / "local_site"
+        data_docs_uri = None
+        if site.is_dir():
+            storage.upload_directory(settings, site, f"{prefix}/data_docs")
+            pages = sorted((site / "validations").rglob("*.html"))
+            page = pages[0].relative_to(site).as_posix() if pages else "index.html"
+            data_docs_uri = f"{prefix}/data_docs/{page}"
+    result_uri = f"{prefix}/result.json"
+    storage.put_bytes(
+        settings, result_uri, json.dumps(result, indent=1).encode(), "application/json"
+    )
+    report = ValidationReport(
+        success=not failures,
+        suite=spec.validation.suite,
+        suite_sha256=suite_sha,
+        snapshot_sha256=snapshot.sha256,
+        evaluated=len(result.get("results", [])),
+        failures=failures,
+        warnings=warnings,
+        result_uri=result_uri,
+        data_docs_uri=data_docs_uri,
+    )
+    # Written last: its presence marks the validation as complete.
+    storage.put_bytes(settings, report_uri, report.model_dump_json().encode(), "application/json")
+    return report
+
+
+def validate(spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef) -> ValidationReport:
+    """The validate step: check a snapshot with the spec's suite and stop on a failure.
+
+    Returns:
+        The successful report (warnings logged).
+
+    Raises:
+        ValidationFailed: A critical expectation failed; the message lists each one.
+    """
+    report = validate_snapshot(spec, settings, snapshot)
+    log.info("validation result: %s", report.result_uri)
+    log.info("data docs: %s", report.data_docs_uri)
+    return check_validation(report)

@@ -1,0 +1,255 @@
+"""When a drift verdict may start a retrain: storm protection.
+
+Rules, in order:
+
+1. No dataset drift (or insufficient data) → no retrain.
+2. Inside the cooldown (``drift.cooldown_hours`` after the last drift-triggered retrain of the
+   pipeline) → "retrain suppressed: cooldown until …", unless the run is forced.
+3. A training run of the pipeline is queued or running → suppressed (also when forced: a second
+   run would only queue behind it, on data it may already cover).
+4. Otherwise → retrain, with a training run id that is the same for every drift run in the same
+   cooldown slot. Two drift runs that race past rules 2-3 therefore ask Airflow for the *same*
+   run id, and Airflow creates it once (the second trigger is skipped as "already exists").
+
+The last drift-triggered retrain is recorded on S3 by the task that triggered it (see
+:mod:`trainyard.drift.ledger`). Airflow's Task SDK lets a task count runs by exact run ids and
+states (which is how rule 3 asks Airflow), but not list runs or read their times, so the
+cooldown's start is kept where any task (and a person) can read it.
+
+Everything here is pure and runs without Airflow or storage.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Action = Literal[
+    "retrain",
+    "no_drift",
+    "insufficient_data",
+    "suppressed_cooldown",
+    "suppressed_active",
+    "no_champion",
+    "data_quality_failure",
+]
+RUN_ID_PREFIX = "drift__"
+
+
+class RetrainRecord(BaseModel):
+    """A drift-triggered retrain: when, by which drift run, which training run, why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    training_dag_id: str
+    training_run_id: str
+    requested_at: datetime
+    drift_dag_id: str
+    drift_run_id: str
+    report_uri: str | None
+    drifted_columns: list[str]
+    drift_share: float | None
+
+
+class RetrainDecision(BaseModel):
+    """What a drift run decided, and why (stored per drift run, and returned as XCom)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pipeline: str
+    action: Action
+    retrain: bool
+    message: str
+    decided_at: datetime
+    drift_run_id: str
+    training_dag_id: str
+    training_run_id: str | None = None
+    conf: dict[str, Any] | None = None
+    cooldown_until: datetime | None = None
+    active_training_runs: int = 0
+    forced: bool = False
+    summary_uri: str | None = None
+    report_uri: str | None = None
+
+
+def cooldown_slot(moment: datetime, cooldown_hours: float) -> datetime:
+    """Start of the fixed, epoch-aligned slot of length ``cooldown_hours`` holding ``moment``.
+
+    Args:
+        moment: An aware datetime.
+        cooldown_hours: Slot length; must be positive.
+
+    Returns:
+        The slot's start (UTC).
+    """
+    if cooldown_hours <= 0:
+        raise ValueError("cooldown_hours must be positive to define slots")
+    seconds = cooldown_hours * 3600
+    epoch = moment.astimezone(UTC).timestamp()
+    return datetime.fromtimestamp((epoch // seconds) * seconds, tz=UTC)
+
+
+def training_run_id(
+    moment: datetime, cooldown_hours: float, drift_run_id: str, force: bool = False
+) -> str:
+    """The run id a drift-triggered training run gets.
+
+    Deterministic per cooldown slot (``drift__20260302T060000Z``) so racing drift runs collide
+    on it; a forced run, or a pipeline without cooldown, gets one per drift run.
+
+    Args:
+        moment: When the verdict was reached.
+        cooldown_hours: The spec's cooldown.
+        drift_run_id: The drift DAG run asking.
+        force: The drift run was forced past the cooldown.
+
+    Returns:
+        An Airflow run id (letters, digits and ``_.~:+-`` only).
+    """
+    if force or cooldown_hours <= 0:
+        return f"{RUN_ID_PREFIX}{'forced__' if force else ''}{drift_run_id}"
+    return f"{RUN_ID_PREFIX}{cooldown_slot(moment, cooldown_hours):%Y%m%dT%H%M%SZ}"
+
+
+def retrain_reason(summary: dict[str, Any]) -> str:
+    """The ``reason`` of a drift-triggered training run (recorded in the model's lineage)."""
+    columns = ", ".join(summary.get("drifted_columns") or []) or "none"
+    share = summary.get("drift_share")
+    share_text = f"{share:.2f}" if isinstance(share, int | float) else "n/a"
+    return (
+        f"drift: {columns} drifted (share {share_text} >= {summary['drift_share_threshold']:g}) "
+        f"in {summary['current_window_start']}..{summary['current_window_end']} vs "
+        f"{summary['reference_model']}; report {summary['report_uri']}"
+    )
+
+
+def retrain_conf(summary: dict[str, Any]) -> dict[str, Any]:
+    """The training run's conf: reason, report, drifted columns, share, and its window.
+
+    The window ends on the last drifted day, so the retrained model sees the data that drifted.
+    """
+    return {
+        "reason": retrain_reason(summary),
+        "drift_report_uri": summary["report_uri"],
+        "drifted_columns": list(summary.get("drifted_columns") or []),
+        "drift_share": summary.get("drift_share"),
+        "window_end": summary["current_window_end"],
+    }
+
+
+def decide(
+    summary: dict[str, Any],
+    *,
+    now: datetime,
+    cooldown_hours: float,
+    last_retrain: RetrainRecord | None,
+    active_training_runs: int,
+    drift_run_id: str,
+    training_dag_id: str,
+    force: bool = False,
+) -> RetrainDecision:
+    """Apply the storm-protection rules to one drift verdict.
+
+    Args:
+        summary: The check's XCom summary (``DriftSummary.reference_for_xcom()``).
+        now: When the verdict was reached (the drift run's ``run_after``: stable across retries).
+        cooldown_hours: The spec's cooldown.
+        last_retrain: The last drift-triggered retrain of this pipeline, if any.
+        active_training_runs: Queued or running runs of the training DAG.
+        drift_run_id: This drift run.
+        training_dag_id: The DAG to trigger.
+        force: Skip the cooldown (not the active-run rule).
+
+    Returns:
+        The decision; ``retrain`` is True only for action ``retrain``.
+    """
+    base = {
+        "pipeline": summary["pipeline"],
+        "decided_at": now,
+        "drift_run_id": drift_run_id,
+        "training_dag_id": training_dag_id,
+        "active_training_runs": active_training_runs,
+        "forced": force,
+        "summary_uri": summary.get("summary_uri"),
+        "report_uri": summary.get("report_uri"),
+    }
+    verdict = summary["verdict"]
+    if verdict != "drift":
+        action = "insufficient_data" if verdict == "insufficient_data" else "no_drift"
+        return RetrainDecision(
+            action=action, retrain=False, message=f"{summary['message']}: no retrain", **base
+        )
+    if last_retrain is not None and last_retrain.drift_run_id == drift_run_id:
+        # A retry of the run that already asked for this retrain: ask again (Airflow will find
+        # the run exists), never suppress our own request.
+        return RetrainDecision(
+            action="retrain",
+            retrain=True,
+            message=f"drift: retrain {last_retrain.training_run_id} already requested by this run",
+            training_run_id=last_retrain.training_run_id,
+            conf=retrain_conf(summary),
+            **base,
+        )
+    cooldown_until, in_cooldown = None, False
+    if last_retrain is not None and cooldown_hours > 0:
+        cooldown_until = last_retrain.requested_at + timedelta(hours=cooldown_hours)
+        in_cooldown = now < cooldown_until
+        if in_cooldown and not force:
+            return RetrainDecision(
+                action="suppressed_cooldown",
+                retrain=False,
+                message=(
+                    f"drift detected, retrain suppressed: cooldown until "
+                    f"{cooldown_until.isoformat()} (last drift-triggered retrain "
+                    f"{last_retrain.training_run_id} at {last_retrain.requested_at.isoformat()})"
+                ),
+                cooldown_until=cooldown_until,
+                **base,
+            )
+    if active_training_runs > 0:
+        return RetrainDecision(
+            action="suppressed_active",
+            retrain=False,
+            message=(
+                f"drift detected, retrain suppressed: {active_training_runs} run(s) of "
+                f"{training_dag_id} already queued or running"
+            ),
+            cooldown_until=cooldown_until if in_cooldown else None,
+            **base,
+        )
+    run_id = training_run_id(now, cooldown_hours, drift_run_id, force)
+    return RetrainDecision(
+        action="retrain",
+        retrain=True,
+        message=(
+            f"drift detected: triggering {training_dag_id} run {run_id}"
+            + (" (forced past the cooldown)" if force and in_cooldown else "")
+        ),
+        training_run_id=run_id,
+        conf=retrain_conf(summary),
+        cooldown_until=cooldown_until if in_cooldown else None,
+        **base,
+    )
+
+
+def record_from(decision: RetrainDecision, drift_dag_id: str) -> RetrainRecord:
+    """The ledger entry for a decision that triggered a retrain.
+
+    Args:
+        decision: A decision to retrain.
+        drift_dag_id: The drift DAG that made it (the spec's ``drift_dag_id``).
+    """
+    if not decision.retrain or decision.training_run_id is None or decision.conf is None:
+        raise ValueError("only a decision to retrain can be recorded as a retrain")
+    return RetrainRecord(
+        training_dag_id=decision.training_dag_id,
+        training_run_id=decision.training_run_id,
+        requested_at=decision.decided_at,
+        drift_dag_id=drift_dag_id,
+        drift_run_id=decision.drift_run_id,
+        report_uri=decision.report_uri,
+        drifted_columns=list(decision.conf.get("drifted_columns") or []),
+        drift_share=decision.conf.get("drift_share"),
+    )

@@ -1,0 +1,146 @@
+"""Builds the training DAG ``train_<name>`` of each pipeline spec (wiring only).
+
+Imported by dags/training_pipelines.py at parse time: only the Airflow SDK and trainyard's light
+modules are imported here; every heavy library is imported inside the task callables
+(:mod:`trainyard.training.tasks` → :mod:`trainyard.training.steps`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import DAG, Param, TriggerRule, task
+
+from trainyard.airflow.common import dag_arguments, window_params
+from trainyard.core.settings import Settings
+from trainyard.core.spec import load_all_specs
+from trainyard.training import tasks
+
+if TYPE_CHECKING:
+    from trainyard.core.spec import PipelineSpec
+
+
+def training_doc(spec: PipelineSpec) -> str:
+    """The DAG's ``doc_md``: what it does, where the data is, how it is gated."""
+    floors = ", ".join(f"`{m}` {b}" for m, b in spec.gate.floors.items()) or "none"
+    source = (
+        f"`{spec.source.prefix}/date=YYYY-MM-DD/` daily partitions"
+        if spec.source.kind == "partitioned_parquet"
+        else f"scikit-learn dataset `{spec.source.dataset}` (static; the window is ignored)"
+    )
+    return f"""\
+### Training pipeline `{spec.name}`
+
+{spec.description}
+
+**Steps:** ingest the window into a content-addressed Parquet snapshot on S3 →
+validate it with the Great Expectations suite `{spec.validation.suite}` (a failed critical
+expectation stops the run here) → train `{spec.model.estimator}` → score challenger and champion
+on the same holdout → **gate** → register in MLflow as `{spec.registered_model_name}` and move
+alias `champion` (the old champion becomes `previous`).
+
+- **Data:** {source}; window {spec.window.days} days ending {spec.window.end_offset_days} day(s)
+  before the run day.
+- **Gate:** floors {floors}; `{spec.gate.champion_metric}` may be at most
+  {spec.gate.max_regression} worse than the champion's on the same holdout.
+- **Rejected by the gate:** `register` is skipped, the run still succeeds and `report` says
+  `rejected_by_gate`; the champion does not change.
+
+**Manual runs** (Trigger DAG w/ config): `window_end` (YYYY-MM-DD, last day included),
+`window_days`, `reason` (recorded in the model version's lineage).
+Runs triggered by the drift monitor also carry `drift_report_uri` (a lineage tag),
+`drifted_columns` and `drift_share`.
+"""
+
+
+def build_training_dag(spec: PipelineSpec, training_queue: str | None = None) -> DAG:
+    """The nightly training DAG of one pipeline.
+
+    Args:
+        spec: The pipeline spec.
+        training_queue: Executor queue of the ``train`` task (None: the default queue).
+
+    Returns:
+        The DAG ``train_<name>``.
+    """
+    with DAG(
+        dag_id=spec.training_dag_id,
+        description=spec.description or f"Train {spec.name}",
+        schedule=spec.schedule,
+        **dag_arguments(spec, execution_timeout=timedelta(hours=3)),
+        doc_md=training_doc(spec),
+        tags=["trainyard", "training", *spec.tags],
+        params={
+            **window_params(
+                spec.window.days,
+                "Last partition date to include (default: run day minus the offset).",
+            ),
+            "reason": Param(
+                "",
+                type="string",
+                description="Why this run; recorded in the model version's lineage.",
+            ),
+            "drift_report_uri": Param(
+                "",
+                type="string",
+                description="Set by the drift monitor: the report that triggered this run; "
+                "recorded in the model version's lineage.",
+            ),
+        },
+    ) as dag:
+
+        @task(task_id="ingest")
+        def ingest_window(**context: Any) -> dict:
+            return tasks.ingest(spec, context)
+
+        @task(task_id="validate")
+        def validate_snapshot(snapshot: dict) -> dict:
+            return tasks.validate(spec, snapshot)
+
+        @task(task_id="train", **({"queue": training_queue} if training_queue else {}))
+        def train_model(snapshot: dict, report: dict, **context: Any) -> dict:
+            return tasks.train(spec, snapshot, report, context)
+
+        @task(task_id="evaluate")
+        def evaluate_model(snapshot: dict, trained: dict) -> dict:
+            return tasks.evaluate(spec, snapshot, trained)
+
+        @task.short_circuit(task_id="gate", ignore_downstream_trigger_rules=False, retries=0)
+        def gate(decision: dict) -> bool:
+            return tasks.gate(decision)
+
+        @task(task_id="register")
+        def register_model(
+            snapshot: dict, report: dict, trained: dict, decision: dict, **context: Any
+        ) -> dict:
+            return tasks.register(spec, snapshot, report, trained, decision, context)
+
+        @task(task_id="report", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+        def report_outcome(
+            snapshot: dict, trained: dict, decision: dict, registration: dict | None
+        ) -> dict:
+            return tasks.report(spec, snapshot, trained, decision, registration)
+
+        snapshot = ingest_window()
+        validation = validate_snapshot(snapshot)
+        trained = train_model(snapshot, validation)
+        decision = evaluate_model(snapshot, trained)
+        passed = gate(decision)
+        registration = register_model(snapshot, validation, trained, decision)
+        passed >> registration
+        report_outcome(snapshot, trained, decision, registration)
+    return dag
+
+
+def build_training_dags(settings: Settings | None = None) -> list[DAG]:
+    """One training DAG per spec in the pipelines directory.
+
+    Raises:
+        trainyard.core.spec.SpecError: Naming every invalid spec file and field.
+    """
+    settings = settings or Settings.from_env()
+    return [
+        build_training_dag(spec, settings.training_queue)
+        for spec in load_all_specs(settings.pipelines_dir)
+    ]

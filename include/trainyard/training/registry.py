@@ -1,0 +1,128 @@
+"""Registration in the MLflow model registry, with lineage tags and alias moves.
+
+Aliases, not stages: ``champion`` is the serving model, ``previous`` the one it replaced.
+Only :func:`register` moves them, and only for a model that passed the gate.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from trainyard.core.lineage import training_fingerprint
+from trainyard.core.tracking import CHAMPION
+
+if TYPE_CHECKING:
+    from trainyard.core.lineage import RunContext
+    from trainyard.core.spec import PipelineSpec
+    from trainyard.data.snapshots import SnapshotRef
+    from trainyard.data.validation import ValidationReport
+    from trainyard.training.gate import GateDecision
+    from trainyard.training.steps import TrainingResult
+
+log = logging.getLogger(__name__)
+
+
+class Registration(BaseModel):
+    """Outcome of the register step."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_name: str
+    version: str
+    alias: str
+    created: bool
+    previous_version: str | None
+    lineage: dict[str, str]
+
+
+def lineage_tags(
+    spec: PipelineSpec,
+    snapshot: SnapshotRef,
+    validation: ValidationReport,
+    training: TrainingResult,
+    decision: GateDecision,
+    context: RunContext,
+) -> dict[str, str]:
+    """Every tag a registered version carries to trace it back to data, checks and code."""
+    spec_sha = spec.sha256()
+    return {
+        **snapshot.tags(),
+        **validation.tags(),
+        **context.tags(),
+        "spec_sha256": spec_sha,
+        "mlflow_run_id": training.mlflow_run_id,
+        "fingerprint": training_fingerprint(snapshot.sha256, spec_sha, context.git_commit),
+        "gate_decision": "passed" if decision.passed else "rejected",
+        **{f"metric.{name}": f"{value:.6f}" for name, value in decision.challenger.items()},
+    }
+
+
+def register(
+    spec: PipelineSpec,
+    snapshot: SnapshotRef,
+    validation: ValidationReport,
+    training: TrainingResult,
+    decision: GateDecision,
+    context: RunContext,
+) -> Registration:
+    """Register the model that passed the gate, with its lineage, and make it champion.
+
+    Idempotent: a version already registered from the same MLflow run, or holding the same
+    training fingerprint (same snapshot, spec and code, hence the same model), is reused instead
+    of creating a duplicate. The old champion gets the ``previous`` alias.
+
+    Returns:
+        The version now holding ``champion``.
+
+    Raises:
+        ValueError: The decision is a rejection.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    from trainyard.core.tracking import promote
+
+    if not decision.passed:
+        raise ValueError("the gate rejected this model; refusing to register it")
+    lineage = lineage_tags(spec, snapshot, validation, training, decision, context)
+    name = spec.registered_model_name
+    client = MlflowClient()
+    existing = _existing_version(client, name, training.mlflow_run_id, lineage["fingerprint"])
+    created = existing is None
+    if existing is None:
+        version = mlflow.register_model(training.model_uri, name, tags=lineage)
+        log.info("registered %s version %s", name, version.version)
+    else:
+        version = existing
+        log.info(
+            "%s version %s already holds this model (same run or same fingerprint); "
+            "not registering a duplicate",
+            name,
+            version.version,
+        )
+    previous = promote(name, str(version.version))
+    client.set_tag(training.mlflow_run_id, "registered_version", str(version.version))
+    return Registration(
+        model_name=name,
+        version=str(version.version),
+        alias=CHAMPION,
+        created=created,
+        previous_version=previous,
+        lineage=dict(client.get_model_version(name, version.version).tags),
+    )
+
+
+def _existing_version(client: Any, name: str, run_id: str, fingerprint: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for version in sorted(versions, key=lambda v: int(v.version)):
+        if version.run_id == run_id or version.tags.get("fingerprint") == fingerprint:
+            return version
+    return None

@@ -1,0 +1,350 @@
+"""The training steps: ingest → validate → train → evaluate → register, and :func:`run` doing all.
+
+The CLI's step commands, the CLI's ``run`` and the Airflow tasks all call these functions. Each
+step is a thin layer of I/O (S3, MLflow) around pure functions (:func:`fit`, :func:`score`,
+:func:`~trainyard.training.gate.decide`) that run on data in memory and are unit-tested alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from trainyard.core.errors import DeterministicError
+from trainyard.data.sources import ingest
+from trainyard.data.validation import validate
+from trainyard.training.gate import GateDecision, decide
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trainyard.core.lineage import RunContext
+    from trainyard.core.settings import Settings
+    from trainyard.core.spec import PipelineSpec
+    from trainyard.data.snapshots import SnapshotRef, TrainingWindow
+    from trainyard.data.validation import ValidationReport
+    from trainyard.training.modeling import Split
+    from trainyard.training.outcome import Outcome
+
+__all__ = ["evaluate", "fit", "ingest", "run", "score", "train", "validate"]
+
+log = logging.getLogger(__name__)
+
+#: Types our own preprocessing puts into every saved pipeline (OneHotEncoder's dtype).
+BASE_TRUSTED_TYPES = frozenset({"numpy.dtype"})
+
+
+class UntrustedModelTypesError(DeterministicError):
+    """The fitted model holds types that neither skops nor the spec trusts."""
+
+
+class TrainingResult(BaseModel):
+    """What XCom carries about a trained model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mlflow_run_id: str
+    experiment_id: str
+    model_uri: str
+    rows_train: int
+    rows_holdout: int
+    dropped_unlabeled: int
+
+
+# ---- pure parts ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A fitted pipeline and the split it was fitted on."""
+
+    model: Any
+    data: Split
+
+
+def fit(spec: PipelineSpec, frame: pd.DataFrame) -> Fitted:
+    """Split a snapshot's rows by the spec and fit the spec's pipeline on the training side.
+
+    Args:
+        spec: Features, estimator, hyperparameters, split settings.
+        frame: The snapshot's rows.
+
+    Returns:
+        The fitted pipeline and the split.
+    """
+    from trainyard.training import modeling
+
+    data = modeling.split(spec, frame)
+    model = modeling.build_pipeline(spec)
+    model.fit(data.x_train, data.y_train)
+    return Fitted(model=model, data=data)
+
+
+def trusted_types(spec: PipelineSpec, model: Any) -> list[str]:
+    """The types to trust when MLflow saves the model with skops.
+
+    Args:
+        spec: Lists the extra types its author reviewed (``model.skops_trusted_types``).
+        model: The fitted pipeline.
+
+    Returns:
+        The model's types that skops does not trust by default, all of them allowed.
+
+    Raises:
+        UntrustedModelTypesError: Naming types the spec would have to list first.
+    """
+    import skops.io
+
+    found = set(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+    unexpected = sorted(found - BASE_TRUSTED_TYPES - set(spec.model.skops_trusted_types))
+    if unexpected:
+        raise UntrustedModelTypesError(
+            f"the fitted {spec.model.estimator} contains types skops does not trust by default: "
+            f"{unexpected}. If you trust them, list them under model.skops_trusted_types in "
+            f"the {spec.name!r} pipeline spec."
+        )
+    return sorted(found)
+
+
+def training_params(spec: PipelineSpec, snapshot: SnapshotRef) -> dict[str, Any]:
+    """The MLflow params of a training run: estimator, hyperparameters, split, window, features."""
+    return {
+        "estimator": spec.model.estimator,
+        **{f"model.{k}": v for k, v in spec.model.params.items()},
+        "split.test_size": spec.split.test_size,
+        "split.seed": spec.split.seed,
+        "window_start": snapshot.window_start.isoformat(),
+        "window_end": snapshot.window_end.isoformat(),
+        "features": ",".join(spec.schema_.features),
+    }
+
+
+def score(spec: PipelineSpec, model: Any, holdout: Split) -> dict[str, float]:
+    """The spec's metrics of a model on the holdout side of a split."""
+    from trainyard.core.metrics import compute_metrics
+
+    return compute_metrics(spec.metrics, model, holdout.x_test, holdout.y_test)
+
+
+def split_mismatch(spec: PipelineSpec, champion_params: dict[str, str]) -> str:
+    """A warning when the champion was trained with other split settings than this run's.
+
+    The holdout is stable across runs only for the same settings; with others, some of today's
+    holdout rows may be rows the champion trained on, flattering it.
+
+    Args:
+        spec: This run's split settings.
+        champion_params: The MLflow params of the champion's training run.
+
+    Returns:
+        The warning, or "" when the settings match.
+    """
+    ours = {"split.seed": str(spec.split.seed), "split.test_size": str(spec.split.test_size)}
+    theirs = {key: champion_params.get(key) for key in ours}
+    if theirs == ours:
+        return ""
+    return (
+        f"champion was trained with split {theirs}, this run uses {ours}: the holdout may "
+        "include rows the champion trained on"
+    )
+
+
+# ---- steps (I/O around the pure parts) --------------------------------------------------------
+
+
+def _load(settings: Settings, snapshot: SnapshotRef) -> pd.DataFrame:
+    from trainyard.data.snapshots import load_snapshot
+
+    return load_snapshot(settings, snapshot.uri, snapshot.sha256)
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    # Explicit: inferring requirements costs ~10 s per model (see STACK_NOTES.md).
+    return [f"{p}=={version(p)}" for p in ("scikit-learn", "pandas", "numpy", "scipy", "skops")]
+
+
+def train(
+    spec: PipelineSpec,
+    settings: Settings,
+    snapshot: SnapshotRef,
+    validation: ValidationReport,
+    context: RunContext,
+) -> TrainingResult:
+    """Fit the spec's pipeline on the snapshot's training split and log everything to MLflow.
+
+    Logs params, the dataset input (S3 source and digest), the validation report and the model
+    (signature, input example, explicit pip requirements). A retry of the same Airflow run on the
+    same snapshot reuses the finished MLflow run instead of training again.
+
+    Args:
+        spec: The pipeline.
+        settings: Buckets and endpoint.
+        snapshot: The validated snapshot.
+        validation: Its validation report (must be successful).
+        context: DAG, run, reason and code version.
+
+    Returns:
+        The MLflow run and the logged model's URI.
+
+    Raises:
+        ValueError: The validation report is not a success.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from trainyard.core.tracking import find_finished_run
+
+    if not validation.success:
+        raise ValueError("refusing to train on a snapshot that failed validation")
+    experiment = mlflow.set_experiment(spec.experiment_name)
+    existing = find_finished_run(
+        experiment.experiment_id, {**context.identity(), "snapshot_sha256": snapshot.sha256}
+    )
+    if existing is not None and "model_uri" in existing.data.tags:
+        log.info("reusing finished MLflow run %s of this Airflow run", existing.info.run_id)
+        tags = existing.data.tags
+        return TrainingResult(
+            mlflow_run_id=existing.info.run_id,
+            experiment_id=experiment.experiment_id,
+            model_uri=tags["model_uri"],
+            rows_train=int(tags["rows_train"]),
+            rows_holdout=int(tags["rows_holdout"]),
+            dropped_unlabeled=int(tags["dropped_unlabeled"]),
+        )
+
+    frame = _load(settings, snapshot)
+    fitted = fit(spec, frame)
+    data = fitted.data
+    tags = {
+        "pipeline": spec.name,
+        **context.tags(),
+        **snapshot.tags(),
+        **validation.tags(),
+        "spec_sha256": spec.sha256(),
+        "rows_train": str(len(data.x_train)),
+        "rows_holdout": str(len(data.x_test)),
+        "dropped_unlabeled": str(data.dropped_unlabeled),
+    }
+    with mlflow.start_run(run_name=f"{context.dag_id}/{context.run_id}", tags=tags) as run:
+        mlflow.log_params(training_params(spec, snapshot))
+        dataset = mlflow.data.from_pandas(
+            frame,
+            source=snapshot.uri,
+            name=f"{spec.name}-{snapshot.window_start}-{snapshot.window_end}",
+            targets=spec.schema_.target,
+            # The snapshot's own content hash, so MLflow's dataset digest equals (a prefix of)
+            # the snapshot_sha256 lineage tag.
+            digest=snapshot.sha256[:32],
+        )
+        mlflow.log_input(dataset, context="training")
+        mlflow.log_dict(validation.model_dump(mode="json"), "validation/report.json")
+        example = data.x_train.head(5)
+        info = mlflow.sklearn.log_model(
+            fitted.model,
+            name="model",
+            signature=infer_signature(example, fitted.model.predict(example)),
+            input_example=example,
+            pip_requirements=_pip_requirements(),
+            skops_trusted_types=trusted_types(spec, fitted.model),
+        )
+        # Set last: a run carrying model_uri is complete and can be reused by a retry.
+        mlflow.set_tag("model_uri", info.model_uri)
+    return TrainingResult(
+        mlflow_run_id=run.info.run_id,
+        experiment_id=experiment.experiment_id,
+        model_uri=info.model_uri,
+        rows_train=len(data.x_train),
+        rows_holdout=len(data.x_test),
+        dropped_unlabeled=data.dropped_unlabeled,
+    )
+
+
+def evaluate(
+    spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef, training: TrainingResult
+) -> GateDecision:
+    """Score challenger and champion on this run's holdout and apply the gate.
+
+    Every number and the decision are logged to the training run and returned.
+
+    Returns:
+        The gate decision.
+    """
+    import mlflow
+
+    from trainyard.core.tracking import champion_version
+    from trainyard.training import modeling
+
+    holdout = modeling.split(spec, _load(settings, snapshot))
+    challenger = score(spec, mlflow.sklearn.load_model(training.model_uri), holdout)
+    current = champion_version(spec.registered_model_name)
+    champion, note = None, ""
+    if current is None:
+        note = "no champion yet: floors only"
+    elif current.run_id == training.mlflow_run_id:
+        champion = challenger
+        note = f"champion v{current.version} is this run's model"
+    else:
+        try:
+            model = mlflow.sklearn.load_model(
+                f"models:/{spec.registered_model_name}/{current.version}"
+            )
+            champion = score(spec, model, holdout)
+        except Exception as error:  # a champion on an older schema cannot score this holdout
+            note = (
+                f"champion v{current.version} could not score this holdout ({error}); floors only"
+            )
+            log.warning(note)
+        else:
+            note = split_mismatch(spec, mlflow.MlflowClient().get_run(current.run_id).data.params)
+            if note:
+                log.warning(note)
+    decision = decide(spec.gate, challenger, champion, current and current.version, note)
+    _log_decision(training.mlflow_run_id, decision)
+    return decision
+
+
+def _log_decision(run_id: str, decision: GateDecision) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for name, value in decision.challenger.items():
+        client.log_metric(run_id, f"holdout_{name}", value)
+    for name, value in (decision.champion or {}).items():
+        client.log_metric(run_id, f"champion_holdout_{name}", value)
+    client.log_metric(run_id, "gate_passed", float(decision.passed))
+    client.set_tag(run_id, "gate_decision", "passed" if decision.passed else "rejected")
+    client.log_dict(run_id, decision.model_dump(mode="json"), "gate/decision.json")
+    client.log_text(run_id, decision.summary(), "gate/decision.txt")
+
+
+def run(
+    spec: PipelineSpec, settings: Settings, window: TrainingWindow, context: RunContext
+) -> Outcome:
+    """Every step in one process: ingest, validate, train, evaluate, gate, register on a pass.
+
+    The Airflow DAG runs the same steps as separate tasks.
+
+    Raises:
+        trainyard.data.validation.ValidationFailed: The snapshot failed validation; nothing was
+            trained.
+    """
+    from trainyard.core.tracking import champion_version
+    from trainyard.training import registry
+    from trainyard.training.outcome import outcome
+
+    snapshot = ingest(spec, settings, window)
+    log.info("snapshot %s (%d rows)", snapshot.uri, snapshot.rows)
+    report = validate(spec, settings, snapshot)
+    trained = train(spec, settings, snapshot, report, context)
+    decision = evaluate(spec, settings, snapshot, trained)
+    log.info("%s", decision.summary())
+    registration = None
+    if decision.passed:
+        registration = registry.register(spec, snapshot, report, trained, decision, context)
+    champion = champion_version(spec.registered_model_name)
+    return outcome(spec, snapshot, trained, decision, registration, champion and champion.version)

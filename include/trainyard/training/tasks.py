@@ -1,0 +1,155 @@
+"""Airflow adapters of the training steps: XCom dicts in, one step, XCom dicts out.
+
+Each function turns the XCom references into typed records, calls one step of
+:mod:`trainyard.training.steps` inside :func:`~trainyard.airflow.common.airflow_failures` (which
+decides what is retried), and returns a small JSON-able reference for XCom. Heavy libraries are
+imported inside the steps, never here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from trainyard.airflow.common import (
+    airflow_failures,
+    run_context,
+    run_day,
+    window_end_param,
+)
+from trainyard.core.settings import Settings
+
+if TYPE_CHECKING:
+    from trainyard.core.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+
+def ingest(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
+    """Snapshot the run's window; skip or fail on missing partitions as the spec says."""
+    from trainyard.data.sources import resolve_window
+    from trainyard.training import steps
+
+    with airflow_failures(spec, "run"):
+        window = resolve_window(
+            spec,
+            run_day(context),
+            window_end=window_end_param(context),
+            window_days=context["params"].get("window_days"),
+        )
+        log.info("window %s .. %s (%d days)", window.start, window.end, len(window.days()))
+        snapshot = steps.ingest(spec, Settings.from_env(), window)
+    log.info("snapshot %s sha256=%s rows=%d", snapshot.uri, snapshot.sha256, snapshot.rows)
+    return snapshot.model_dump(mode="json")
+
+
+def validate(spec: PipelineSpec, snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Validate the snapshot; a failed critical expectation fails the task without retries."""
+    from trainyard.data.snapshots import SnapshotRef
+    from trainyard.training import steps
+
+    with airflow_failures(spec):
+        report = steps.validate(spec, Settings.from_env(), SnapshotRef.model_validate(snapshot))
+    return report.model_dump(mode="json")
+
+
+def train(
+    spec: PipelineSpec, snapshot: dict[str, Any], report: dict[str, Any], context: dict[str, Any]
+) -> dict[str, Any]:
+    """Train and log the model to MLflow."""
+    from trainyard.data.snapshots import SnapshotRef
+    from trainyard.data.validation import ValidationReport
+    from trainyard.training import steps
+
+    with airflow_failures(spec):
+        result = steps.train(
+            spec,
+            Settings.from_env(),
+            SnapshotRef.model_validate(snapshot),
+            ValidationReport.model_validate(report),
+            run_context(context),
+        )
+    log.info("MLflow run %s, model %s", result.mlflow_run_id, result.model_uri)
+    return result.model_dump(mode="json")
+
+
+def evaluate(spec: PipelineSpec, snapshot: dict[str, Any], trained: dict[str, Any]) -> dict:
+    """Score challenger and champion on the holdout; decide."""
+    from trainyard.data.snapshots import SnapshotRef
+    from trainyard.training import steps
+
+    with airflow_failures(spec):
+        decision = steps.evaluate(
+            spec,
+            Settings.from_env(),
+            SnapshotRef.model_validate(snapshot),
+            steps.TrainingResult.model_validate(trained),
+        )
+    log.info("%s", decision.summary())
+    return decision.model_dump(mode="json")
+
+
+def gate(decision: dict[str, Any]) -> bool:
+    """True lets ``register`` run; False skips it and the run ends as rejected by the gate."""
+    from trainyard.training.gate import GateDecision
+
+    verdict = GateDecision.model_validate(decision)
+    if not verdict.passed:
+        log.warning("REJECTED BY GATE; the champion stays.\n%s", verdict.summary())
+    return verdict.passed
+
+
+def register(
+    spec: PipelineSpec,
+    snapshot: dict[str, Any],
+    report: dict[str, Any],
+    trained: dict[str, Any],
+    decision: dict[str, Any],
+    context: dict[str, Any],
+) -> dict[str, Any]:
+    """Register the passing model with its lineage and move the aliases."""
+    from trainyard.data.snapshots import SnapshotRef
+    from trainyard.data.validation import ValidationReport
+    from trainyard.training.gate import GateDecision
+    from trainyard.training.registry import register
+    from trainyard.training.steps import TrainingResult
+
+    with airflow_failures(spec):
+        registration = register(
+            spec,
+            SnapshotRef.model_validate(snapshot),
+            ValidationReport.model_validate(report),
+            TrainingResult.model_validate(trained),
+            GateDecision.model_validate(decision),
+            run_context(context),
+        )
+    log.info("%s v%s is now @%s", registration.model_name, registration.version, registration.alias)
+    return registration.model_dump(mode="json")
+
+
+def report(
+    spec: PipelineSpec,
+    snapshot: dict[str, Any],
+    trained: dict[str, Any],
+    decision: dict[str, Any],
+    registration: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Summarise the run: registered, or rejected by the gate with the champion unchanged."""
+    from trainyard.core.tracking import champion_version
+    from trainyard.data.snapshots import SnapshotRef
+    from trainyard.training.gate import GateDecision
+    from trainyard.training.outcome import outcome
+    from trainyard.training.registry import Registration
+    from trainyard.training.steps import TrainingResult
+
+    champion = champion_version(spec.registered_model_name)
+    result = outcome(
+        spec,
+        SnapshotRef.model_validate(snapshot),
+        TrainingResult.model_validate(trained),
+        GateDecision.model_validate(decision),
+        Registration.model_validate(registration) if registration else None,
+        champion.version if champion else None,
+    )
+    log.info("%s", result.describe())
+    return result.model_dump(mode="json")

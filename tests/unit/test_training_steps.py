@@ -1,0 +1,127 @@
+"""The pure parts of the training steps: fit, score, params, lineage tags, outcome (no services)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+from trainyard.core.lineage import RunContext, training_fingerprint
+from trainyard.core.metrics import compute_metrics
+from trainyard.core.spec import load_spec
+from trainyard.data.snapshots import SnapshotRef
+from trainyard.data.validation import ValidationReport
+from trainyard.training import modeling, steps
+from trainyard.training.gate import decide
+from trainyard.training.outcome import outcome
+from trainyard.training.registry import Registration, lineage_tags
+from trainyard_dev.churn import generate_day
+
+CHURN = load_spec(REPO / "include" / "pipelines" / "churn.yaml")
+SNAPSHOT = SnapshotRef(
+    uri="s3://trainyard/snapshots/churn/abc.parquet",
+    sha256="abc" * 21 + "d",
+    rows=8000,
+    window_start=date(2026, 3, 1),
+    window_end=date(2026, 3, 10),
+    sources=10,
+)
+REPORT = ValidationReport(
+    success=True,
+    suite="churn",
+    suite_sha256="f" * 64,
+    snapshot_sha256=SNAPSHOT.sha256,
+    evaluated=12,
+    failures=[],
+    warnings=[],
+    result_uri="s3://trainyard/validation/churn/x/result.json",
+    data_docs_uri="s3://trainyard/validation/churn/x/data_docs/index.html",
+)
+CONTEXT = RunContext(
+    dag_id="train_churn", run_id="manual__1", trigger_reason="test", git_commit="c0ffee"
+)
+TRAINED = steps.TrainingResult(
+    mlflow_run_id="run1",
+    experiment_id="1",
+    model_uri="models:/m-1",
+    rows_train=6400,
+    rows_holdout=1600,
+    dropped_unlabeled=0,
+)
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return pd.concat([generate_day(date(2026, 3, d), 800) for d in range(1, 11)], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def fitted(frame: pd.DataFrame) -> steps.Fitted:
+    return steps.fit(CHURN, frame)
+
+
+def test_fit_trains_on_the_training_side_only(fitted: steps.Fitted, frame: pd.DataFrame) -> None:
+    split = modeling.split(CHURN, frame)
+    assert fitted.data.x_train.index.equals(split.x_train.index)
+    assert not set(fitted.data.x_train.index) & set(fitted.data.x_test.index)
+    assert set(fitted.model.predict(fitted.data.x_test)) <= {0, 1}
+
+
+def test_score_is_the_spec_metrics_on_the_holdout(fitted: steps.Fitted) -> None:
+    scores = steps.score(CHURN, fitted.model, fitted.data)
+    holdout = fitted.data
+    expected = compute_metrics(CHURN.metrics, fitted.model, holdout.x_test, holdout.y_test)
+    assert scores == expected
+    assert set(scores) == set(CHURN.metrics)
+    assert scores["roc_auc"] > 0.75
+
+
+def test_split_mismatch_warns_only_when_the_settings_differ() -> None:
+    same = {"split.seed": str(CHURN.split.seed), "split.test_size": str(CHURN.split.test_size)}
+    assert steps.split_mismatch(CHURN, same) == ""
+    message = steps.split_mismatch(CHURN, {**same, "split.seed": "7"})
+    assert "'split.seed': '7'" in message and "may include rows the champion trained on" in message
+
+
+def test_training_params_name_estimator_split_window_and_features() -> None:
+    params = steps.training_params(CHURN, SNAPSHOT)
+    assert params["estimator"] == CHURN.model.estimator
+    assert params["split.seed"] == CHURN.split.seed
+    assert (params["window_start"], params["window_end"]) == ("2026-03-01", "2026-03-10")
+    assert params["features"].split(",") == list(CHURN.schema_.features)
+    assert {f"model.{k}" for k in CHURN.model.params} <= set(params)
+
+
+def test_lineage_tags_are_the_union_of_each_records_tags() -> None:
+    decision = decide(CHURN.gate, {"roc_auc": 0.81234567, "log_loss": 0.4}, None)
+    tags = lineage_tags(CHURN, SNAPSHOT, REPORT, TRAINED, decision, CONTEXT)
+
+    for part in (SNAPSHOT.tags(), REPORT.tags(), CONTEXT.tags()):
+        assert part.items() <= tags.items()
+    assert tags["fingerprint"] == training_fingerprint(SNAPSHOT.sha256, CHURN.sha256(), "c0ffee")
+    assert tags["metric.roc_auc"] == "0.812346"
+    assert tags["gate_decision"] == "passed"
+    assert tags["validation_suite"] == "churn@" + "f" * 16
+    assert all(isinstance(value, str) for value in tags.values())
+
+
+def test_outcome_of_a_rejected_and_a_registered_run() -> None:
+    rejected = decide(CHURN.gate, {"roc_auc": 0.5, "log_loss": 0.9}, None)
+    record = outcome(CHURN, SNAPSHOT, TRAINED, rejected, None, "3")
+    assert record.status == "rejected_by_gate" and record.champion_version == "3"
+    assert "champion unchanged: v3" in record.describe()
+
+    passed = decide(CHURN.gate, {"roc_auc": 0.9, "log_loss": 0.3}, None)
+    registration = Registration(
+        model_name="churn",
+        version="4",
+        alias="champion",
+        created=True,
+        previous_version="3",
+        lineage={"fingerprint": "x"},
+    )
+    record = outcome(CHURN, SNAPSHOT, TRAINED, passed, registration, "4")
+    assert (record.status, record.version, record.new_version) == ("registered", "4", True)
+    assert "model churn v4 @champion (new version)" in record.describe()

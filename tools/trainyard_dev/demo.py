@@ -1,0 +1,283 @@
+"""``make demo``: start the embedded stack, land churn data, train through Airflow, show results.
+
+Then the drift half: land a drifted partition for today, run the drift monitor ``drift_churn``,
+print its verdict and a report URL, and follow the retrain it triggers to its outcome.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from trainyard_dev.airflow_api import AirflowApi
+from trainyard_dev.config import StackConfig
+from trainyard_dev.devstack import AIRFLOW_ADMIN, Stack
+
+if TYPE_CHECKING:
+    from trainyard.core.spec import PipelineSpec
+    from trainyard_dev.prodstack.stack import ProdStack
+
+DEMO_DAYS = 35
+DEMO_ROWS_PER_DAY = 2000
+#: Covariate drift the demo lands for today: customers stay longer and pay more. total_charges
+#: (tenure x monthly) follows, so three of the ten columns drift (churn's drift_share is 0.3).
+DEMO_DRIFT = {"tenure_months": 1.0, "monthly_charges": 1.0}
+
+
+def demo_spec() -> PipelineSpec:
+    """The spec the demo trains and monitors (churn), for its DAG ids and experiment names."""
+    from trainyard.core.settings import Settings
+    from trainyard.core.spec import load_spec
+
+    return load_spec(Settings.from_env().pipelines_dir / "churn.yaml")
+
+
+def default_stack() -> Stack:
+    """The stack in ``$TRAINYARD_STATE_DIR`` (default ``.stack/``), ports from the environment."""
+    config = StackConfig.from_env()
+    return Stack(state_dir=config.state_dir, ports=config.ports)
+
+
+def land_demo_data(stack: Stack, days: int = DEMO_DAYS, rows_per_day: int = DEMO_ROWS_PER_DAY):
+    """Write stable churn partitions for the ``days`` days up to yesterday (UTC).
+
+    Returns:
+        The first and last dates written.
+    """
+    from trainyard.core.settings import Settings
+    from trainyard_dev.churn import land_days
+
+    os.environ.update(stack.client_env())
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    start = yesterday - timedelta(days=days - 1)
+    land_days(Settings.from_env(), start, yesterday, rows_per_day)
+    return start, yesterday
+
+
+def api_for(stack: Stack) -> AirflowApi:
+    """An authenticated REST client for the stack's Airflow."""
+    return AirflowApi(stack.airflow_url, AIRFLOW_ADMIN, stack.credentials.airflow_password)
+
+
+def train_through_airflow(api: AirflowApi, dag_id: str, reason: str) -> tuple[dict, dict | None]:
+    """Trigger a training run through the REST API and wait for it.
+
+    Returns:
+        The finished run and its ``report`` outcome (None when the run failed).
+    """
+    run = api.trigger(dag_id, conf={"reason": reason})
+    print(f"triggered {dag_id} run {run['dag_run_id']}; waiting ...", flush=True)
+    finished = api.wait_for_run(dag_id, run["dag_run_id"])
+    outcome = None
+    if finished["state"] == "success":
+        outcome = api.xcom(dag_id, run["dag_run_id"], "report")
+    return finished, outcome
+
+
+def print_task_states(api: AirflowApi, dag_id: str, run_id: str) -> None:
+    """Where a run that did not succeed stopped: the state of each of its tasks."""
+    states = api.task_states(dag_id, run_id)
+    print(f"task states: {states}; see the task logs in the Airflow UI")
+
+
+def print_outcome(outcome: dict) -> None:
+    """Human-readable outcome of a training run."""
+    from trainyard.training.outcome import Outcome
+
+    print(Outcome.model_validate(outcome).describe())
+
+
+def land_drifted_day(day: date, rows_per_day: int = DEMO_ROWS_PER_DAY) -> None:
+    """Write one day's churn partition with the demo's covariate drift.
+
+    Args:
+        day: The partition date: the day after the stable data, so the retrain's window (which
+            ends on the drifted day) has no gap even when the demo runs across midnight UTC.
+        rows_per_day: Rows in the partition.
+    """
+    from trainyard.core.settings import Settings
+    from trainyard_dev.churn import Knobs, land_days
+
+    land_days(Settings.from_env(), day, day, rows_per_day, Knobs(covariate_drift=DEMO_DRIFT))
+
+
+def wait_until_idle(api: AirflowApi, dag_id: str, timeout: float = 1800) -> None:
+    """Wait until a DAG has no queued or running runs (a drift retrain is refused meanwhile)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page = api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?state=queued&state=running")
+        if not page["total_entries"]:
+            return
+        time.sleep(3)
+    raise TimeoutError(f"{dag_id} still has queued or running runs after {timeout:.0f} s")
+
+
+def drift_through_airflow(stack: Stack, api: AirflowApi, day: date) -> int:
+    """Land drifted data, run ``drift_churn``, show the verdict and report, follow the retrain.
+
+    Returns:
+        0 when the drift run succeeded and a triggered retrain finished (registered or
+        rejected by the gate), else 1.
+    """
+    from mlflow import MlflowClient
+
+    from trainyard.core import storage
+    from trainyard.core.settings import Settings
+    from trainyard.drift.ledger import decision_uri, last_retrain
+    from trainyard.drift.policy import RetrainDecision
+    from trainyard.drift.steps import DriftSummary, mlflow_run_url
+
+    settings = Settings.from_env()
+    spec = demo_spec()
+    land_drifted_day(day)
+    drifted = ", ".join(f"{c} (+{s:g})" for c, s in DEMO_DRIFT.items())
+    print(f"\n--- drift ---\nlanded partition {day} with covariate drift on {drifted}")
+    wait_until_idle(api, spec.training_dag_id)  # the nightly DAG's catch-up run may still be going
+    api.wait_for_dag(spec.drift_dag_id)
+    before = last_retrain(settings, spec.name)
+    run = api.trigger(spec.drift_dag_id, conf={})
+    api.set_paused(spec.drift_dag_id, False)
+    print(f"triggered drift_churn run {run['dag_run_id']}; waiting ...", flush=True)
+    finished = api.wait_for_run(spec.drift_dag_id, run["dag_run_id"], timeout=900)
+    print(f"run {finished['dag_run_id']} of drift_churn: {finished['state']}")
+    if finished["state"] != "success":
+        print_task_states(api, spec.drift_dag_id, finished["dag_run_id"])
+        return 1
+    check = api.xcom(spec.drift_dag_id, run["dag_run_id"], "check_drift")
+    decision = api.xcom(spec.drift_dag_id, run["dag_run_id"], "decide")
+    summary = DriftSummary.model_validate_json(storage.get_bytes(settings, check["summary_uri"]))
+    print(summary.describe())
+    if summary.report_uri:
+        url = storage.presigned_url(settings, summary.report_uri)
+        print(f"\nopen the report (presigned, valid 7 days):\n  {url}")
+    experiment = MlflowClient().get_experiment_by_name(spec.monitoring_experiment)
+    print(
+        "or in MLflow: "
+        + mlflow_run_url(stack.mlflow_url, experiment.experiment_id, check["mlflow_run_id"])
+    )
+    retrain = last_retrain(settings, spec.name)
+    if retrain is None or retrain == before:
+        print(f"\ndecision: {decision['message']}\nno new drift-triggered retrain")
+        return 1 if decision["action"] == "retrain" else 0
+    if retrain.drift_run_id != run["dag_run_id"]:
+        # Unpausing the hourly DAG can start a scheduled run; whichever ran first asked for the
+        # retrain, and storm protection kept the other one from asking again.
+        first = RetrainDecision.model_validate_json(
+            storage.get_bytes(settings, decision_uri(settings, spec.name, retrain.drift_run_id))
+        )
+        print(f"\ndrift run {retrain.drift_run_id} (scheduled, ran first): {first.message}")
+        print(f"drift run {run['dag_run_id']} (ours): {decision['message']}")
+    else:
+        print(f"\ndecision: {decision['message']}")
+    print(f"\nretrain: {retrain.training_dag_id} run {retrain.training_run_id}; waiting ...")
+    trained = api.wait_for_run(retrain.training_dag_id, retrain.training_run_id)
+    print(f"run {retrain.training_run_id} of {retrain.training_dag_id}: {trained['state']}")
+    if trained["state"] != "success":
+        print_task_states(api, retrain.training_dag_id, retrain.training_run_id)
+        return 1
+    print_outcome(api.xcom(retrain.training_dag_id, retrain.training_run_id, "report"))
+    return 0
+
+
+def print_access(stack: Stack) -> None:
+    """URLs and logins of the UIs."""
+    print(
+        "\n".join(
+            [
+                "",
+                f"Airflow UI : {stack.airflow_url}  (user {AIRFLOW_ADMIN}, "
+                f"password {stack.credentials.airflow_password})",
+                f"MLflow UI  : {stack.mlflow_url}  (no login on the embedded stack)",
+                f"S3 (SeaweedFS): {stack.s3_url}  (keys in {stack.state_dir / 'stack.env'})",
+                f"Use the CLI against this stack: source {stack.state_dir / 'stack.env'}",
+                "Stop everything: make down",
+            ]
+        )
+    )
+
+
+def run_demo(stack: Stack | None = None) -> int:
+    """The whole demo. Safe to run again while the stack is up.
+
+    Returns:
+        Process exit code: 0 when the training run succeeded.
+    """
+    stack = stack or default_stack()
+    print(f"starting the embedded stack under {stack.state_dir} ...", flush=True)
+    stack.up()
+    start, end = land_demo_data(stack)
+    print(f"landed churn partitions {start} .. {end}", flush=True)
+    api = api_for(stack)
+    training_dag = demo_spec().training_dag_id
+    for dag_id in (training_dag, "train_breast_cancer"):
+        api.wait_for_dag(dag_id)
+        api.set_paused(dag_id, False)
+    finished, outcome = train_through_airflow(api, training_dag, "demo: make demo")
+    print(f"\nrun {finished['dag_run_id']} of {training_dag}: {finished['state']}")
+    if outcome is None:
+        print_task_states(api, training_dag, finished["dag_run_id"])
+    else:
+        print_outcome(outcome)
+        trained_by = outcome["lineage"].get("airflow_run_id")
+        if trained_by and trained_by != finished["dag_run_id"]:
+            print(
+                f"note: v{outcome['version']} was trained by run {trained_by} on the same data, "
+                "spec and code (unpausing a DAG with catchup=False starts its latest scheduled "
+                "run), so this run reused it instead of registering a duplicate."
+            )
+    code = 1
+    if outcome is not None:
+        code = drift_through_airflow(stack, api, end + timedelta(days=1))
+    print_access(stack)
+    return code
+
+
+# ---- the production shape (make prod-local) ----------------------------------------------------
+
+
+def print_prod_access(stack: ProdStack) -> None:
+    """URLs and logins."""
+    s = stack.secrets
+    print(
+        "\n".join(
+            [
+                "",
+                f"Airflow UI/API : {stack.airflow_url}  (user {s.airflow_admin_username}, "
+                f"password {s.airflow_admin_password})",
+                f"MLflow UI      : {stack.mlflow_url}  (user {s.mlflow_username}, "
+                f"password {s.mlflow_password})",
+                f"S3 (SeaweedFS) : {stack.s3_url}",
+                f"Databases      : {', '.join(stack.databases.values())} on {stack.postgres_url}",
+                f"Celery broker  : {stack.broker_url}",
+                f"Client settings: source {stack.state_dir / 'stack.env'}",
+                "Stop everything and drop the databases: make prod-local-down",
+            ]
+        )
+    )
+
+
+def run_prod_demo(stack: ProdStack) -> int:
+    """Start the production shape, land churn data, train through the REST API, show the result.
+
+    Returns:
+        Process exit code: 0 when the run succeeded.
+    """
+    print(f"starting the production shape under {stack.state_dir} ...", flush=True)
+    stack.up()
+    start, end = land_demo_data(stack)
+    print(f"landed churn partitions {start} .. {end}", flush=True)
+    api = stack.api()
+    training_dag = demo_spec().training_dag_id
+    api.wait_for_dag(training_dag)
+    api.set_paused(training_dag, False)
+    finished, outcome = train_through_airflow(api, training_dag, "make prod-local")
+    print(f"\nrun {finished['dag_run_id']} of {training_dag}: {finished['state']}")
+    if outcome is None:
+        print_task_states(api, training_dag, finished["dag_run_id"])
+    else:
+        print_outcome(outcome)
+    print_prod_access(stack)
+    return 0 if outcome is not None else 1

@@ -1,0 +1,238 @@
+"""The embedded stack: SeaweedFS (S3), an MLflow tracking server and ``airflow standalone``.
+
+Everything binds to 127.0.0.1 and keeps its state under one folder (``.stack/`` by default).
+Services run detached, so they outlive the command that started them, until ``down``.
+The test suite uses the same code with free ports and a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from trainyard_dev.config import REPO_DIR
+from trainyard_dev.services import (
+    HOST,
+    Ports,
+    ServiceRunner,
+    http_ok,
+    s3_identities,
+    seaweedfs_command,
+    wait_for,
+)
+
+AIRFLOW_ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Generated once per state folder and kept there (never in the repo)."""
+
+    s3_access_key: str
+    s3_secret_key: str
+    airflow_password: str
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> Credentials:
+        """Read the credentials file, creating it with random values the first time."""
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        credentials = cls(
+            s3_access_key="trainyard" + secrets.token_hex(4),
+            s3_secret_key=secrets.token_urlsafe(24),
+            airflow_password=secrets.token_urlsafe(12),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(credentials), indent=2))
+        path.chmod(0o600)
+        return credentials
+
+
+@dataclass
+class Stack(ServiceRunner):
+    """The embedded stack rooted at ``state_dir``."""
+
+    state_dir: Path
+    ports: Ports = field(default_factory=Ports)
+    buckets: tuple[str, ...] = ("raw", "trainyard", "mlflow")
+    dags_dir: Path = REPO_DIR / "dags"
+    plugins_dir: Path = REPO_DIR / "plugins"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.state_dir = self.state_dir.resolve()
+        self.credentials = Credentials.load_or_create(self.state_dir / "credentials.json")
+
+    # ---- addresses and environment -------------------------------------------------------
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://{HOST}:{self.ports.s3}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{HOST}:{self.ports.mlflow}"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{HOST}:{self.ports.airflow}"
+
+    def client_env(self) -> dict[str, str]:
+        """Variables a task, the CLI or a test needs to use this stack (the config surface)."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.credentials.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.credentials.s3_secret_key,
+            "AWS_ENDPOINT_URL_S3": self.s3_url,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_TRACKING_URI": self.mlflow_url,
+            "TRAINYARD_RAW_BUCKET": self.buckets[0],
+            "TRAINYARD_ARTIFACTS_BUCKET": self.buckets[1],
+            "GX_ANALYTICS_ENABLED": "False",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            **self.extra_env,
+        }
+
+    def airflow_env(self) -> dict[str, str]:
+        """Airflow configuration of the standalone deployment."""
+        home = self.state_dir / "airflow"
+        return {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_dir),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_dir),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_ADMIN}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
+            "AIRFLOW__API__HOST": HOST,
+            "AIRFLOW__API__PORT": str(self.ports.airflow),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__BASE_URL": self.airflow_url,
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.ports.airflow_worker_logs),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.ports.airflow_trigger_logs),
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        }
+
+    def write_env_file(self) -> Path:
+        """``<state>/stack.env``: ``source`` it to point the CLI at this stack."""
+        path = self.state_dir / "stack.env"
+        path.write_text("".join(f"export {k}={v}\n" for k, v in sorted(self.client_env().items())))
+        path.chmod(0o600)
+        return path
+
+    # ---- services --------------------------------------------------------------------------
+
+    def start_s3(self) -> None:
+        """SeaweedFS with S3 on ``ports.s3``, keys from the credentials file, buckets made."""
+        if self.running_pid("s3") is None:
+            self._check_ports("SeaweedFS", self.ports.seaweedfs())
+            data_dir = self.state_dir / "seaweedfs"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            config = self.state_dir / "s3-identities.json"
+            identities = s3_identities(
+                self.credentials.s3_access_key, self.credentials.s3_secret_key
+            )
+            config.write_text(json.dumps(identities))
+            config.chmod(0o600)
+            self._spawn("s3", seaweedfs_command(data_dir, config, self.ports), {})
+        wait_for(self._s3_ready, f"SeaweedFS S3 on {self.s3_url}", 90, self.log_path("s3"))
+
+    def _s3_ready(self) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from trainyard.core import storage
+        from trainyard.core.settings import Settings
+
+        try:
+            storage.ensure_buckets(Settings.from_env(self.client_env()), list(self.buckets))
+        except (BotoCoreError, ClientError):
+            return False
+        return True
+
+    def start_mlflow(self, backend_store_uri: str | None = None) -> None:
+        """MLflow tracking server; artifacts proxied to ``s3://mlflow/artifacts``."""
+        if self.running_pid("mlflow") is None:
+            self._check_ports("the MLflow server", {"mlflow": self.ports.mlflow})
+            (self.state_dir / "mlflow").mkdir(parents=True, exist_ok=True)
+            backend = backend_store_uri or f"sqlite:///{self.state_dir / 'mlflow' / 'mlflow.db'}"
+            command = [
+                sys.executable, "-m", "mlflow", "server",
+                "--backend-store-uri", backend,
+                "--artifacts-destination", f"s3://{self.buckets[2]}/artifacts",
+                "--host", HOST,
+                "--port", str(self.ports.mlflow),
+                "--workers", "2",
+            ]  # fmt: skip
+            env = {
+                "AWS_ACCESS_KEY_ID": self.credentials.s3_access_key,
+                "AWS_SECRET_ACCESS_KEY": self.credentials.s3_secret_key,
+                "MLFLOW_S3_ENDPOINT_URL": self.s3_url,
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+            self._spawn("mlflow", command, env)
+        wait_for(
+            lambda: http_ok(f"{self.mlflow_url}/health"),
+            f"MLflow server on {self.mlflow_url}",
+            120,
+            self.log_path("mlflow"),
+        )
+
+    def start_airflow(self) -> None:
+        """``airflow standalone`` (SQLite, LocalExecutor, no examples), known admin password."""
+        env = {**self.client_env(), **self.airflow_env()}
+        if self.running_pid("airflow") is None:
+            p = self.ports
+            self._check_ports(
+                "Airflow",
+                {
+                    "airflow": p.airflow,
+                    "airflow_worker_logs": p.airflow_worker_logs,
+                    "airflow_trigger_logs": p.airflow_trigger_logs,
+                },
+            )
+            home = Path(env["AIRFLOW_HOME"])
+            home.mkdir(parents=True, exist_ok=True)
+            passwords = home / "passwords.json"
+            passwords.write_text(json.dumps({AIRFLOW_ADMIN: self.credentials.airflow_password}))
+            passwords.chmod(0o600)
+            self._spawn(
+                "airflow", [str(Path(sys.executable).parent / "airflow"), "standalone"], env
+            )
+        wait_for(
+            lambda: http_ok(f"{self.airflow_url}/api/v2/monitor/health"),
+            f"Airflow API server on {self.airflow_url}",
+            240,
+            self.log_path("airflow"),
+        )
+
+    def up(self, airflow: bool = True) -> None:
+        """Start (or reuse) every service; safe to call again while they run."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.start_s3()
+        self.start_mlflow()
+        if airflow:
+            self.start_airflow()
+        self.write_env_file()
+
+    def down(self) -> list[str]:
+        """Stop every service this state folder started.
+
+        Returns:
+            Names of the services that were running.
+        """
+        stopped = [name for name in ("airflow", "mlflow") if self.stop(name)]
+        if self.stop("s3", grace=5.0):
+            stopped.append("s3")
+        return stopped
+
+    def status(self) -> dict[str, int | None]:
+        """Service name -> PID (None when not running)."""
+        return {name: self.running_pid(name) for name in ("s3", "mlflow", "airflow")}
+
+    def with_ports(self, ports: Ports) -> Stack:
+        """The same stack on other ports."""
+        return replace(self, ports=ports)

@@ -1,0 +1,1 @@
+"""The production shape without Docker (``make prod-local``): see :mod:`.stack`."""
