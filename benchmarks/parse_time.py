@@ -22,7 +22,7 @@ Fork and warm parses of all files are interleaved round by round (the order rota
 with the same number of repetitions, so drift in machine load hits every file alike. Subprocesses
 use bytecode caches, as a deployed image does (see --no-bytecode-cache). A separate
 pass repeats the fork parse under ``python -X importtime`` and cProfile to show what the forked
-child spends its time on.
+child spends its time on. Goal: median ratio <= 2.
 
 Usage: python benchmarks/parse_time.py [--repeats N] [--profile-repeats K]
 Writes benchmarks/results/parse_time.json.
