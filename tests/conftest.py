@@ -11,16 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SESSION_DIR = Path(tempfile.mkdtemp(prefix="trainyard-tests-"))
-PIPELINES_DIR = SESSION_DIR / "pipelines"
+from tests.support import PIPELINES_DIR, REPO, SESSION_DIR
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,6 +41,24 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run tests marked ``last_in_module`` after the other tests of their module.
+
+    Tests run in a random order (pytest-randomly shuffles before this hook runs) and must not
+    depend on it. The one declared exception: a test that consumes its module's shared fixture
+    (the production shape's teardown test stops the stack the other tests use).
+    """
+    first_seen: dict[Path, int] = {}
+    for index, item in enumerate(items):
+        first_seen.setdefault(item.path, index)
+    items.sort(
+        key=lambda item: (
+            first_seen[item.path],
+            item.get_closest_marker("last_in_module") is not None,
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -74,17 +89,3 @@ def airflow_db() -> None:
     """A migrated SQLite metadata DB in the session's AIRFLOW_HOME."""
     airflow = Path(sys.executable).parent / "airflow"
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, timeout=300)
-
-
-def spec_named(name: str) -> Any:
-    """A spec from the session's pipelines folder."""
-    from trainyard.core.spec import load_spec
-
-    return load_spec(PIPELINES_DIR / f"{name}.yaml")
-
-
-def repo_spec(name: str) -> Any:
-    """A spec as shipped in include/pipelines."""
-    from trainyard.core.spec import load_spec
-
-    return load_spec(REPO / "include" / "pipelines" / f"{name}.yaml")

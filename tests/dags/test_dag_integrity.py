@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 SHIPPED_PIPELINES = REPO / "include" / "pipelines"
 HEAVY_MODULES = ("great_expectations", "evidently", "mlflow", "sklearn", "scipy", "skops")

@@ -3,8 +3,9 @@
 Airflow's api-server, scheduler, dag-processor, triggerer and a Celery worker run as separate
 processes on a PostgreSQL database created for this session and a Redis database index of its
 own; MLflow runs on PostgreSQL with basic auth; SeaweedFS serves S3. The training DAG is triggered
-through REST API v2 with token auth. The last test tears everything down and checks that the
-databases are gone.
+through REST API v2 with token auth. The tests run in any order, except the teardown test, which
+is marked to run last in the module: it tears everything down and checks that the databases are
+gone.
 
 Needs the local PostgreSQL (127.0.0.1:5432, a role that may create roles and databases) and
 Redis (127.0.0.1:6379); see TRAINYARD_POSTGRES_URL / TRAINYARD_REDIS_URL. Without them the module
@@ -29,8 +30,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO
-from tests.e2e.conftest import LINEAGE_TAGS
+from tests.support import LINEAGE_TAGS, REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -83,19 +83,12 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def training_run(prod: Any) -> dict[str, Any]:
     """Churn data for June 2026 landed on S3, then one run of train_churn through the REST API."""
-    import boto3
-
-    from trainyard.core import storage
     from trainyard.core.settings import Settings
     from trainyard_dev.churn import land_days
 
-    # boto3's default session keeps the first credentials it found (an earlier module's S3):
-    # land with a session that reads this stack's keys, and leave no client holding them.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(boto3, "DEFAULT_SESSION", None)
-        storage._client.cache_clear()
-        land_days(Settings.from_env(), date(2026, 5, 28), WINDOW_END, rows_per_day=1000)
-        storage._client.cache_clear()
+    # The settings carry this stack's endpoint and keys (the prod fixture exported them); the
+    # S3 client is built from them, whatever S3 an earlier module used in this process.
+    land_days(Settings.from_env(), date(2026, 5, 28), WINDOW_END, rows_per_day=1000)
     api = prod.api()
     api.wait_for_dag("train_churn")
     api.set_paused("train_churn", False)
@@ -277,6 +270,7 @@ def test_compose_healthcheck_commands_pass_against_the_running_services(prod) ->
         assert result.returncode == 0, f"{service}: {line}\n{result.stdout}{result.stderr}"
 
 
+@pytest.mark.last_in_module  # it stops the stack the other tests of this module use
 def test_teardown_stops_everything_and_drops_the_databases(prod) -> None:
     import redis
 

@@ -1,19 +1,21 @@
 """End to end: the training DAG under ``dag.test()`` on SeaweedFS S3 and an MLflow server.
 
-The cases share one registry model (``churn``) and run in file order: the first run makes the
-champion, the later ones prove what does and does not move it.
+The cases share one registry model (``churn``). The first run (a module fixture, used by every
+case that touches ``churn``) registers version 1; each later case makes that version the champion
+again before it runs, and checks what it did against the registry as it found it, so the cases
+pass in any order and alone (``-k``).
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
-from tests.conftest import spec_named
-from tests.e2e.conftest import LINEAGE_TAGS
+from tests.support import LINEAGE_TAGS, champion_of, make_champion, model_versions, spec_named
 
 pytestmark = pytest.mark.e2e
 
@@ -29,38 +31,48 @@ def churn_data(settings: Any) -> None:
     land_days(settings, date(2026, 5, 20), CORRUPT_DAY - timedelta(days=1), rows_per_day=1000)
 
 
-def _versions(name: str) -> list[Any]:
-    from mlflow import MlflowClient
+@dataclass
+class FirstRun:
+    """The first training run of ``churn``, and the registry it found and left."""
 
-    return MlflowClient().search_model_versions(f"name = '{name}'")
-
-
-def _champion(name: str) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient().get_model_version_by_alias(name, "champion")
+    run: Any
+    versions_before: set[str]
+    champion: Any
 
 
 @pytest.fixture(scope="module")
-def first_run(churn_data: None, run_dag) -> Any:
-    return run_dag(
+def first_run(churn_data: None, run_dag) -> FirstRun:
+    versions_before = model_versions("churn")
+    run = run_dag(
         "train_churn",
         {"window_end": WINDOW_END.isoformat(), "reason": "test: first training run"},
     )
+    champion = champion_of("churn") if run.state == "success" else None
+    return FirstRun(run=run, versions_before=versions_before, champion=champion)
+
+
+@pytest.fixture
+def champion(first_run: FirstRun) -> str:
+    """Make the first run's version the champion of ``churn`` again; return that version."""
+    assert first_run.run.state == "success", first_run.run.task_states
+    version = first_run.run.xcoms["report"]["version"]
+    make_champion("churn", version)
+    return version
 
 
 def test_first_run_registers_champion_v1_with_full_lineage(first_run, settings) -> None:
     from trainyard.core import storage
     from trainyard.core.lineage import git_commit
 
-    assert first_run.state == "success", first_run.task_states
-    assert set(first_run.task_states.values()) == {"success"}
-    champion = _champion("churn")
+    run, champion = first_run.run, first_run.champion
+    assert run.state == "success", run.task_states
+    assert set(run.task_states.values()) == {"success"}
+    assert first_run.versions_before == set()  # the first version of "churn" this session
     assert champion.version == "1"
     tags = champion.tags
     assert set(tags) >= LINEAGE_TAGS, LINEAGE_TAGS - set(tags)
 
-    snapshot = first_run.xcoms["ingest"]
+    snapshot = run.xcoms["ingest"]
     assert tags["snapshot_uri"] == snapshot["uri"]
     body = storage.get_bytes(settings, tags["snapshot_uri"])
     assert hashlib.sha256(body).hexdigest() == tags["snapshot_sha256"]
@@ -69,7 +81,7 @@ def test_first_run_registers_champion_v1_with_full_lineage(first_run, settings) 
     assert storage.exists(settings, tags["data_docs_uri"])
     assert tags["validation_success"] == "true"
     assert tags["airflow_dag_id"] == "train_churn"
-    assert tags["airflow_run_id"] == first_run.run_id
+    assert tags["airflow_run_id"] == run.run_id
     assert tags["trigger_reason"] == "test: first training run"
     assert tags["git_commit"] == git_commit()
     assert tags["spec_sha256"] == spec_named("churn").sha256()
@@ -77,7 +89,7 @@ def test_first_run_registers_champion_v1_with_full_lineage(first_run, settings) 
     assert tags["window_end"] == WINDOW_END.isoformat()
     assert float(tags["metric.roc_auc"]) >= 0.75
 
-    outcome = first_run.xcoms["report"]
+    outcome = run.xcoms["report"]
     assert outcome["status"] == "registered"
     assert outcome["version"] == "1" and outcome["new_version"] is True
 
@@ -85,41 +97,45 @@ def test_first_run_registers_champion_v1_with_full_lineage(first_run, settings) 
 def test_first_run_logs_dataset_params_and_gate_to_mlflow(first_run) -> None:
     from mlflow import MlflowClient
 
+    dag_run = first_run.run
     client = MlflowClient()
-    run = client.get_run(first_run.xcoms["train"]["mlflow_run_id"])
+    run = client.get_run(dag_run.xcoms["train"]["mlflow_run_id"])
     assert run.data.params["estimator"] == "sklearn.ensemble.HistGradientBoostingClassifier"
     assert run.data.params["split.seed"] == "42"
     assert {"holdout_roc_auc", "holdout_log_loss", "gate_passed"} <= set(run.data.metrics)
     assert run.data.metrics["gate_passed"] == 1.0
     (dataset_input,) = run.inputs.dataset_inputs
-    assert first_run.xcoms["ingest"]["uri"] in dataset_input.dataset.source
-    assert first_run.xcoms["ingest"]["sha256"].startswith(dataset_input.dataset.digest)
+    assert dag_run.xcoms["ingest"]["uri"] in dataset_input.dataset.source
+    assert dag_run.xcoms["ingest"]["sha256"].startswith(dataset_input.dataset.digest)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "gate")}
     assert {"gate/decision.json", "gate/decision.txt"} <= artifacts
 
 
 def test_rerun_on_same_window_has_same_snapshot_and_registers_nothing_new(
-    first_run, run_dag
+    first_run, champion, run_dag
 ) -> None:
+    versions_before = model_versions("churn")
+
     rerun = run_dag("train_churn", {"window_end": WINDOW_END.isoformat(), "reason": "test: rerun"})
 
     assert rerun.state == "success", rerun.task_states
-    assert rerun.xcoms["ingest"]["sha256"] == first_run.xcoms["ingest"]["sha256"]
-    assert rerun.xcoms["ingest"]["uri"] == first_run.xcoms["ingest"]["uri"]
+    assert rerun.xcoms["ingest"]["sha256"] == first_run.run.xcoms["ingest"]["sha256"]
+    assert rerun.xcoms["ingest"]["uri"] == first_run.run.xcoms["ingest"]["uri"]
     # Same snapshot, spec and code: the deterministic model is the same, so no duplicate version.
     assert rerun.xcoms["report"]["new_version"] is False
-    assert [v.version for v in _versions("churn")] == ["1"]
-    assert _champion("churn").version == "1"
+    assert rerun.xcoms["report"]["version"] == champion
+    assert model_versions("churn") == versions_before
+    assert champion_of("churn").version == champion
 
 
 def test_corrupted_partition_fails_at_validate_and_champion_stays(
-    first_run, run_dag, settings
+    champion, run_dag, settings
 ) -> None:
     from trainyard.core import storage
     from trainyard.data.validation import ValidationReport, load_suite_json, result_prefix
     from trainyard_dev.churn import Knobs, land_days
 
-    champion_before = _champion("churn").version
+    versions_before = model_versions("churn")
     land_days(settings, CORRUPT_DAY, CORRUPT_DAY, 1000, Knobs(corruption=("out_of_range",)))
 
     run = run_dag("train_churn", {"window_end": CORRUPT_DAY.isoformat()})
@@ -141,14 +157,15 @@ def test_corrupted_partition_fails_at_validate_and_champion_stays(
     assert failure.unexpected_count and failure.unexpected_count > 0
     assert failure.sample and set(failure.sample) == {-5}
     assert storage.exists(settings, report.result_uri)
-    assert _champion("churn").version == champion_before
-    assert len(_versions("churn")) == 1
+    assert champion_of("churn").version == champion
+    assert model_versions("churn") == versions_before
 
 
-def test_worse_model_is_rejected_by_gate_and_champion_stays(first_run, run_dag) -> None:
+def test_worse_model_is_rejected_by_gate_and_champion_stays(champion, run_dag) -> None:
     from mlflow import MlflowClient
 
-    champion_before = _champion("churn").version
+    versions_before = model_versions("churn")
+
     run = run_dag("train_churn_worse", {"window_end": WINDOW_END.isoformat()})
 
     # Not a crash: the run succeeds, register is skipped, the report says why.
@@ -158,27 +175,30 @@ def test_worse_model_is_rejected_by_gate_and_champion_stays(first_run, run_dag) 
     assert run.task_states["report"] == "success"
     outcome = run.xcoms["report"]
     assert outcome["status"] == "rejected_by_gate"
-    assert outcome["champion_version"] == champion_before
+    assert outcome["champion_version"] == champion
     decision = run.xcoms["evaluate"]
     assert decision["passed"] is False
     failed_rules = {check["rule"] for check in decision["checks"] if not check["passed"]}
     assert "floor" in failed_rules
     assert any(rule.startswith("not worse than champion") for rule in failed_rules)
     assert decision["champion"]["roc_auc"] >= 0.75
-    assert _champion("churn").version == champion_before
-    assert len(_versions("churn")) == 1
+    assert champion_of("churn").version == champion
+    assert model_versions("churn") == versions_before
     run_tags = MlflowClient().get_run(run.xcoms["train"]["mlflow_run_id"]).data.tags
     assert run_tags["gate_decision"] == "rejected"
     assert "registered_version" not in run_tags
 
 
-def test_missing_partitions_fail_ingest_naming_the_dates(first_run, run_dag) -> None:
+def test_missing_partitions_fail_ingest_naming_the_dates(champion, run_dag) -> None:
+    versions_before = model_versions("churn")
+
     run = run_dag("train_churn", {"window_end": "2027-01-10", "window_days": 3})
 
     assert run.state == "failed"
     assert run.task_states["ingest"] == "failed"
     assert run.task_states["validate"] == "upstream_failed"
-    assert _champion("churn").version == "1"
+    assert champion_of("churn").version == champion
+    assert model_versions("churn") == versions_before
 
 
 def test_missing_partitions_skip_the_run_when_the_spec_says_so(churn_data, run_dag) -> None:
@@ -186,7 +206,7 @@ def test_missing_partitions_skip_the_run_when_the_spec_says_so(churn_data, run_d
 
     assert run.task_states["ingest"] == "skipped"
     assert set(run.task_states.values()) == {"skipped"}
-    assert _versions("churn_skip") == []
+    assert model_versions("churn_skip") == set()
 
 
 def test_static_sklearn_dataset_pipeline_registers_its_champion(stack, run_dag) -> None:
@@ -196,6 +216,6 @@ def test_static_sklearn_dataset_pipeline_registers_its_champion(stack, run_dag) 
     outcome = run.xcoms["report"]
     assert outcome["status"] == "registered"
     assert outcome["metrics"]["roc_auc"] >= 0.95
-    champion = _champion("breast_cancer")
+    champion = champion_of("breast_cancer")
     assert champion.tags["trigger_reason"] == "test: static dataset"
     assert run.xcoms["ingest"]["rows"] == 569

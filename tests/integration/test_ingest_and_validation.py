@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.support import REPO
 from trainyard.core import storage
 from trainyard.core.spec import load_spec, parse_spec
 from trainyard.data.snapshots import SnapshotUnavailableError, TrainingWindow, load_snapshot

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 from trainyard.core.spec import load_spec, parse_spec
 from trainyard.drift import evidently, policy, steps
 from trainyard.drift.policy import RetrainRecord, cooldown_slot, decide, training_run_id

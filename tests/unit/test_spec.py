@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.support import REPO
 from trainyard.core.spec import SpecError, load_all_specs, load_spec, parse_spec
 
 SHIPPED = REPO / "include" / "pipelines"

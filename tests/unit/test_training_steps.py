@@ -7,7 +7,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 from trainyard.core.lineage import RunContext, training_fingerprint
 from trainyard.core.metrics import compute_metrics
 from trainyard.core.spec import load_spec

@@ -25,6 +25,9 @@ from trainyard_dev.services import (
 )
 
 AIRFLOW_ADMIN = "admin"
+#: Upper bounds on a service's start-up. Generous on purpose: on a loaded 2-core machine the
+#: MLflow server took over 120 s to start its workers; a healthy start returns as soon as ready.
+START_TIMEOUTS = {"s3": 180.0, "mlflow": 300.0, "airflow": 420.0}
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,12 @@ class Stack(ServiceRunner):
             config.write_text(json.dumps(identities))
             config.chmod(0o600)
             self._spawn("s3", seaweedfs_command(data_dir, config, self.ports), {})
-        wait_for(self._s3_ready, f"SeaweedFS S3 on {self.s3_url}", 90, self.log_path("s3"))
+        wait_for(
+            self._s3_ready,
+            f"SeaweedFS S3 on {self.s3_url}",
+            START_TIMEOUTS["s3"],
+            self.log_path("s3"),
+        )
 
     def _s3_ready(self) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -177,7 +185,7 @@ class Stack(ServiceRunner):
         wait_for(
             lambda: http_ok(f"{self.mlflow_url}/health"),
             f"MLflow server on {self.mlflow_url}",
-            120,
+            START_TIMEOUTS["mlflow"],
             self.log_path("mlflow"),
         )
 
@@ -205,7 +213,7 @@ class Stack(ServiceRunner):
         wait_for(
             lambda: http_ok(f"{self.airflow_url}/api/v2/monitor/health"),
             f"Airflow API server on {self.airflow_url}",
-            240,
+            START_TIMEOUTS["airflow"],
             self.log_path("airflow"),
         )
 

@@ -1,0 +1,206 @@
+"""Helpers shared by the tests (not fixtures: those live in the conftest files).
+
+Paths of the repository and of this test session, spec loaders, the lineage every registered
+model version must carry, and ways to run DAGs in-process (``dag.test()``, or an existing run)
+and read what they returned. Airflow and MLflow are imported inside the functions: Airflow reads
+its configuration when first imported, which ``tests/conftest.py`` sets up in
+``pytest_configure``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+#: This test session's private folder (AIRFLOW_HOME, pipelines, services' state); the session
+#: hooks in tests/conftest.py fill it and delete it at the end.
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="trainyard-tests-"))
+#: The session's pipelines folder: the shipped specs plus the test-only ones (tests/pipelines).
+PIPELINES_DIR = SESSION_DIR / "pipelines"
+
+#: Tags every registered model version must carry (its lineage).
+LINEAGE_TAGS = {
+    "snapshot_uri",
+    "snapshot_sha256",
+    "validation_result_uri",
+    "airflow_dag_id",
+    "airflow_run_id",
+    "trigger_reason",
+    "git_commit",
+    "spec_sha256",
+    "window_start",
+    "window_end",
+    "mlflow_run_id",
+    "fingerprint",
+}
+
+
+def spec_named(name: str) -> Any:
+    """A spec from the session's pipelines folder."""
+    from trainyard.core.spec import load_spec
+
+    return load_spec(PIPELINES_DIR / f"{name}.yaml")
+
+
+def repo_spec(name: str) -> Any:
+    """A spec as shipped in include/pipelines."""
+    from trainyard.core.spec import load_spec
+
+    return load_spec(REPO / "include" / "pipelines" / f"{name}.yaml")
+
+
+# ---- DAG runs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DagRunResult:
+    """A finished test run: its state, each task's state and each task's return value."""
+
+    run_id: str
+    state: str
+    task_states: dict[str, str | None]
+    xcoms: dict[str, Any]
+
+
+def return_values(dag_id: str, run_id: str) -> dict[str, Any]:
+    """Each task's return value (XCom ``return_value``) in one DAG run, by task id."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter(
+            XComModel.dag_id == dag_id,
+            XComModel.run_id == run_id,
+            XComModel.key == "return_value",
+        )
+        return {row.task_id: row.value for row in rows}
+
+
+def _result(dag_id: str, run_id: str, state: Any, states: dict[str, Any]) -> DagRunResult:
+    return DagRunResult(
+        run_id=run_id,
+        state=str(state),
+        task_states={k: (str(v) if v is not None else None) for k, v in states.items()},
+        xcoms=return_values(dag_id, run_id),
+    )
+
+
+def dag_from_folder(dag_id: str) -> Any:
+    """A DAG parsed from the DAGs folder, which must import without errors."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"), safe_mode=False)
+    assert not bag.import_errors, bag.import_errors
+    assert dag_id in bag.dags, f"{dag_id} not in the DagBag: {sorted(bag.dag_ids)}"
+    return bag.dags[dag_id]
+
+
+def run_dag_in_process(dag_id: str, conf: dict[str, Any]) -> DagRunResult:
+    """Run a DAG from the DAGs folder with ``dag.test()`` (a new run) and return what happened.
+
+    Needs the session's services and metadata DB (the ``run_dag`` fixture provides both).
+    """
+    dag_run = dag_from_folder(dag_id).test(run_conf=conf)
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    return _result(dag_id, dag_run.run_id, dag_run.state, states)
+
+
+def execute_existing_run(dag_id: str, run_id: str) -> DagRunResult:
+    """Execute a DAG run that already exists and is queued (e.g. one a DAG triggered), in-process.
+
+    ``dag.test()`` always creates a new run, so it cannot execute *this* run with *its* id and
+    conf. This drives the existing run with the loop ``dag.test()`` uses (update the run's state,
+    schedule ready tasks, run each with ``dag.test``'s in-process task runner), i.e. what the
+    scheduler would do once it picked the queued run.
+    """
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.utils import timezone
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from sqlalchemy import select
+
+    dag = dag_from_folder(dag_id)
+    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    with create_session() as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+        assert run is not None and run.state == DagRunState.QUEUED, run
+        run.dag = scheduler_dag
+        run.state = DagRunState.RUNNING
+        run.start_date = timezone.utcnow()
+        session.commit()
+        while run.state == DagRunState.RUNNING:
+            session.expire_all()
+            schedulable, _ = run.update_state(session=session)
+            for ti in schedulable:
+                ti.try_number += 1
+                ti.state = TaskInstanceState.SCHEDULED
+            session.commit()
+            for ti in run.get_task_instances(session=session):
+                if ti.state == TaskInstanceState.SCHEDULED:
+                    _run_task(ti=ti, task=dag.task_dict[ti.task_id])
+        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
+        state = run.state
+    return _result(dag_id, run_id, state, states)
+
+
+def queue_dag_run(dag_id: str, run_id: str, conf: dict[str, Any] | None = None) -> None:
+    """Create a queued run of a DAG already in the metadata DB, as a manual trigger would."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.utils.types import DagRunTriggeredByType
+
+    trigger_dag(dag_id, run_id=run_id, conf=conf or {}, triggered_by=DagRunTriggeredByType.TEST)
+
+
+def delete_dag_run(dag_id: str, run_id: str) -> None:
+    """Delete a DAG run and its task instances from the metadata DB (if it is there)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+        if run is not None:
+            session.delete(run)
+
+
+def dag_runs(dag_id: str, *, states: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Run id → state of a DAG's runs in the metadata DB (optionally only those states)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    query = select(DagRun.run_id, DagRun.state).where(DagRun.dag_id == dag_id)
+    if states is not None:
+        query = query.where(DagRun.state.in_(states))
+    with create_session() as session:
+        return {run_id: str(state) for run_id, state in session.execute(query)}
+
+
+# ---- the MLflow registry ----------------------------------------------------------------------
+
+
+def model_versions(name: str) -> set[str]:
+    """The versions of a registered model ({} if it is not registered)."""
+    from mlflow import MlflowClient
+
+    return {v.version for v in MlflowClient().search_model_versions(f"name = '{name}'")}
+
+
+def champion_of(name: str) -> Any:
+    """The model version holding the ``champion`` alias."""
+    from mlflow import MlflowClient
+
+    return MlflowClient().get_model_version_by_alias(name, "champion")
+
+
+def make_champion(name: str, version: str) -> Any:
+    """Point the ``champion`` alias at a version (test set-up), and return that version."""
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(name, "champion", version)
+    return champion_of(name)
