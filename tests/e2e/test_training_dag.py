@@ -148,7 +148,11 @@ def test_corrupted_partition_fails_at_validate_and_champion_stays(
 def test_worse_model_is_rejected_by_gate_and_champion_stays(first_run, run_dag) -> None:
     from mlflow import MlflowClient
 
-    champion_before = _champion("churn").version
+    client = MlflowClient()
+    # churn_worse registers its own model; give it churn's champion to be compared with.
+    copied = client.copy_model_version("models:/churn@champion", "churn_worse")
+    client.set_registered_model_alias("churn_worse", "champion", copied.version)
+    champion_before = _champion("churn_worse").version
     run = run_dag("train_churn_worse", {"window_end": WINDOW_END.isoformat()})
 
     # Not a crash: the run succeeds, register is skipped, the report says why.
@@ -165,15 +169,16 @@ def test_worse_model_is_rejected_by_gate_and_champion_stays(first_run, run_dag) 
     assert "floor" in failed_rules
     assert any(rule.startswith("not worse than champion") for rule in failed_rules)
     assert decision["champion"]["roc_auc"] >= 0.75
-    assert _champion("churn").version == champion_before
+    assert _champion("churn_worse").version == champion_before
+    assert len(_versions("churn_worse")) == 1
     assert len(_versions("churn")) == 1
-    run_tags = MlflowClient().get_run(run.xcoms["train"]["mlflow_run_id"]).data.tags
+    run_tags = client.get_run(run.xcoms["train"]["mlflow_run_id"]).data.tags
     assert run_tags["gate_decision"] == "rejected"
     assert "registered_version" not in run_tags
 
 
 def test_missing_partitions_fail_ingest_naming_the_dates(first_run, run_dag) -> None:
-    run = run_dag("train_churn", {"window_end": "2027-01-10", "window_days": 3})
+    run = run_dag("train_churn", {"window_end": "2024-01-10", "window_days": 3})
 
     assert run.state == "failed"
     assert run.task_states["ingest"] == "failed"
@@ -182,7 +187,7 @@ def test_missing_partitions_fail_ingest_naming_the_dates(first_run, run_dag) -> 
 
 
 def test_missing_partitions_skip_the_run_when_the_spec_says_so(churn_data, run_dag) -> None:
-    run = run_dag("train_churn_skip", {"window_end": "2027-01-10", "window_days": 3})
+    run = run_dag("train_churn_skip", {"window_end": "2024-01-10", "window_days": 3})
 
     assert run.task_states["ingest"] == "skipped"
     assert set(run.task_states.values()) == {"skipped"}
