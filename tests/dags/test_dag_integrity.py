@@ -68,6 +68,8 @@ def test_training_dag_shape_and_params(dagbag) -> None:
     assert dag.timetable.expression == "0 2 * * *"
     assert dag.max_active_runs == 1
     assert set(dag.params) >= {"window_end", "window_days", "reason"}
+    # Off unless a person asks: an incompatible champion otherwise fails the gate.
+    assert dag.params["replace_incompatible_champion"] is False
     order = ["ingest", "validate", "train", "evaluate", "gate", "register", "report"]
     assert set(dag.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:], strict=False):

@@ -884,3 +884,48 @@ def test_the_cli_process_prints_one_line_and_no_traceback(champion: str, tmp_pat
     assert "Traceback" not in plain.stderr
     assert "Traceback" in debug.stderr
     assert _champion() == (champion, [champion])
+
+
+def test_an_incompatible_champion_is_replaced_only_when_the_run_asks(
+    champion: str,
+    settings: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The escape hatch: `--replace-incompatible-champion` (the DAG's Param), in the lineage."""
+    from mlflow import MlflowClient
+
+    name = "corpus_replaced"
+    binary = copy.deepcopy(BASE_SPEC)
+    binary["model"]["registered_name"] = name
+    _write_project(tmp_path, binary, _base_suite())
+    _use_project(monkeypatch, tmp_path)
+    assert cli.main(["run", NAME, *WINDOW]) == 0
+    prefix = "bad/replace-three-classes"
+    _every_day(_three_classes)(settings, prefix)
+    three = copy.deepcopy(binary)
+    three["source"]["prefix"] = prefix
+    three["validation"]["suite"] = "permissive"
+    _write_project(tmp_path, three, _base_suite())
+    client = MlflowClient()
+
+    capsys.readouterr()
+    assert cli.main(["run", NAME, *WINDOW]) == 0
+    assert GATE_REJECTED in capsys.readouterr().out
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+
+    assert cli.main(["run", NAME, *WINDOW, "--replace-incompatible-champion"]) == 0
+    out = capsys.readouterr().out
+    assert "[ok  ] champion v1 cannot score this holdout (it predicts classes [0, 1], the " in out
+    new = client.get_model_version_by_alias(name, "champion")
+    assert new.version == "2"
+    assert new.tags["replaced_incompatible_champion"] == (
+        "v1: it predicts classes [0, 1], the challenger [0, 1, 2]"
+    )
+    assert (
+        client.get_run(new.run_id).data.tags["replaced_incompatible_champion"]
+        == (new.tags["replaced_incompatible_champion"])
+    )
+    assert client.get_model_version_by_alias(name, "previous").version == "1"
+    assert _champion() == (champion, [champion])
