@@ -29,9 +29,10 @@ from typing import IO, Any
 
 from trainyard.core.errors import DeterministicError, NothingToDoError
 
-#: Exit codes: a data-quality verdict (or an unexpected error), and an input refused before any
-#: work.
+#: Exit codes: a data-quality verdict, an unexpected error (S3, MLflow, a bug), and an input
+#: refused before any work.
 EXIT_VALIDATION_FAILED = 1
+EXIT_FAILED = 1
 EXIT_REFUSED = 2
 
 
@@ -332,4 +333,4 @@ def main(argv: list[str] | None = None) -> int:
             "(run with --debug for the traceback)",
             file=sys.stderr,
         )
-        return EXIT_VALIDATION_FAILED
+        return EXIT_FAILED

@@ -100,8 +100,8 @@ def champion_incompatibility(
 ) -> str | None:
     """Why the champion cannot be compared with the challenger on this holdout, or None.
 
-    The task, the input columns and (for classifiers) the classes must match; a champion that
-    passes those must still score the holdout without an error.
+    The task, the input columns and (for classifiers) the classes must match. (A champion that
+    passes these can still fail to score; :func:`evaluate` treats that as incompatible too.)
 
     Args:
         spec: This run's task and metrics.
@@ -127,11 +127,11 @@ def champion_incompatibility(
         ours = [_plain(c) for c in getattr(challenger, "classes_", [])]
         if theirs != ours:
             return f"it predicts classes {theirs}, the challenger {ours}"
-    try:
-        score(spec, champion, holdout)
-    except Exception as error:  # noqa: BLE001 (any failure to score makes it incomparable)
-        return f"scoring it failed: {type(error).__name__}: {error}".splitlines()[0]
     return None
+
+
+def _first_line(what: str, error: Exception) -> str:
+    return f"{what}: {type(error).__name__}: {error}".splitlines()[0]
 
 
 def _plain(value: Any) -> Any:
@@ -290,6 +290,31 @@ def train(
     )
 
 
+def _score_champion(
+    spec: PipelineSpec, model_uri: str, challenger: Any, holdout: Split
+) -> tuple[dict[str, float] | None, str | None]:
+    """The champion's metrics on this holdout, or why it cannot be scored there.
+
+    Raises:
+        Exception: A network or server error while loading it (the step is retried).
+    """
+    import mlflow
+
+    try:
+        model = mlflow.sklearn.load_model(model_uri)
+    except Exception as error:
+        if _is_transient(error):
+            raise
+        return None, _first_line("loading it failed", error)
+    incompatible = champion_incompatibility(spec, model, challenger, holdout)
+    if incompatible is not None:
+        return None, incompatible
+    try:
+        return score(spec, model, holdout), None
+    except Exception as error:  # noqa: BLE001 (a champion that cannot score is incomparable)
+        return None, _first_line("scoring it failed", error)
+
+
 def evaluate(
     spec: PipelineSpec,
     settings: Settings,
@@ -330,18 +355,9 @@ def evaluate(
         champion = challenger
         note = f"champion v{current.version} is this run's model"
     else:
-        try:
-            model = mlflow.sklearn.load_model(
-                f"models:/{spec.registered_model_name}/{current.version}"
-            )
-        except Exception as error:
-            if _is_transient(error):
-                raise
-            incompatible = f"loading it failed: {type(error).__name__}: {error}".splitlines()[0]
-        else:
-            incompatible = champion_incompatibility(spec, model, challenger_model, holdout)
+        uri = f"models:/{spec.registered_model_name}/{current.version}"
+        champion, incompatible = _score_champion(spec, uri, challenger_model, holdout)
         if incompatible is None:
-            champion = score(spec, model, holdout)
             note = split_mismatch(spec, mlflow.MlflowClient().get_run(current.run_id).data.params)
         else:
             log.warning("champion v%s cannot score this holdout: %s", current.version, incompatible)
