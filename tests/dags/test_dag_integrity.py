@@ -193,3 +193,14 @@ def test_two_specs_sharing_a_registered_model_are_an_import_error_naming_both(
     for message in bag.import_errors.values():
         assert f"invalid pipeline specs {first} and {second}" in message
         assert "field 'model.registered_name': both register model 'shared'" in message
+
+
+@pytest.mark.parametrize("dag_id", ["train_churn", "drift_churn"])
+@pytest.mark.parametrize("days", [0, -3])
+def test_window_days_param_refuses_zero_and_negative(dagbag, dag_id: str, days: int) -> None:
+    """Airflow refuses the trigger; the steps refuse it too (window_days must be at least 1)."""
+    import copy
+
+    params = copy.deepcopy(dagbag.dags[dag_id].params)
+    with pytest.raises(Exception, match="less than the minimum of 1"):
+        params["window_days"] = days

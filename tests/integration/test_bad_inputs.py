@@ -133,6 +133,13 @@ def _duplicated_file(settings: Any, prefix: str) -> None:
     _put(settings, prefix, BAD_DAY, storage.parquet_bytes(_day(BAD_DAY)), "part-0000-copy.parquet")
 
 
+def _recent_days(settings: Any, prefix: str) -> None:
+    """Partitions from two days ago up to tomorrow: one dated in the future."""
+    for offset in (-2, -1, 0, 1):
+        day = TODAY + timedelta(days=offset)
+        _put(settings, prefix, day, storage.parquet_bytes(_day(day)))
+
+
 def _leak(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(retention_flag=frame.churned.astype(float))
 
@@ -623,10 +630,12 @@ CASES = [
         "--window-end '2026-13-45' is not a date (YYYY-MM-DD)",
     ),
     Case(
-        "cli-window-end-in-the-future",
+        "data-partition-dated-in-the-future",
         ("run", NAME, "--window-end", "{tomorrow}", "--window-days", "3"),
         "window_end {tomorrow} is after the run day {today}: partitions dated in the future are "
         "refused",
+        spec=_permissive,
+        data=_recent_days,
     ),
     Case(
         "cli-snapshot-file-missing",
