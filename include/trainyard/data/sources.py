@@ -126,35 +126,32 @@ def _sample(values: pd.Series) -> object:
     return value.item() if hasattr(value, "item") else value
 
 
-def _as_numbers(frame: pd.DataFrame, column: str, where: str, role: str) -> pd.DataFrame:
-    """The frame with ``column`` as numbers, if every value parses as one."""
+_NUMBERS = ("numbers", frozenset({"number", "boolean", "empty"}))
+_DATES = ("dates", frozenset({"date", "empty"}))
+
+
+def _parsed(
+    frame: pd.DataFrame, column: str, where: str, role: str, wanted: tuple[str, frozenset[str]]
+) -> pd.DataFrame:
+    """The frame with ``column`` as numbers or dates, if every value parses as one.
+
+    Raises:
+        RawDataError: Naming the column, one value that does not parse and how many do not.
+    """
     import pandas as pd
 
+    noun, kinds = wanted
     values = frame[column]
-    if column_kind(values) in {"number", "boolean", "empty"}:
+    if column_kind(values) in kinds:
         return frame
-    parsed = pd.to_numeric(values, errors="coerce")
+    if noun == "numbers":
+        parsed = pd.to_numeric(values, errors="coerce")
+    else:
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed")
     bad = values[values.notna() & parsed.isna()]
     if not bad.empty:
         raise RawDataError(
-            f"{where}: {role} column {column!r} must hold numbers; found {_sample(bad)!r} "
-            f"({len(bad)} such value(s))"
-        )
-    return frame.assign(**{column: parsed})
-
-
-def _as_dates(frame: pd.DataFrame, column: str, where: str) -> pd.DataFrame:
-    """The frame with ``column`` as timestamps, if every value parses as one."""
-    import pandas as pd
-
-    values = frame[column]
-    if column_kind(values) in {"date", "empty"}:
-        return frame
-    parsed = pd.to_datetime(values, errors="coerce", format="mixed")
-    bad = values[values.notna() & parsed.isna()]
-    if not bad.empty:
-        raise RawDataError(
-            f"{where}: timestamp column {column!r} must hold dates; found {_sample(bad)!r} "
+            f"{where}: {role} column {column!r} must hold {noun}; found {_sample(bad)!r} "
             f"({len(bad)} such value(s))"
         )
     return frame.assign(**{column: parsed})
@@ -192,11 +189,11 @@ def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataF
         shown = present[:_SHOWN_COLUMNS] + (["..."] if len(present) > _SHOWN_COLUMNS else [])
         raise RawDataError(f"{where}: lacks declared column(s) {missing}; it has {shown}")
     for column in schema.numeric_features:
-        frame = _as_numbers(frame, column, where, "numeric feature")
+        frame = _parsed(frame, column, where, "numeric feature", _NUMBERS)
     if spec.model.task == "regression":
-        frame = _as_numbers(frame, schema.target, where, "target")
+        frame = _parsed(frame, schema.target, where, "target", _NUMBERS)
     if schema.timestamp_column:
-        frame = _as_dates(frame, schema.timestamp_column, where)
+        frame = _parsed(frame, schema.timestamp_column, where, "timestamp", _DATES)
     for column in schema.categorical_features:
         if column_kind(frame[column]) == "mixed":
             raise RawDataError(
