@@ -41,8 +41,10 @@ class ArgumentError(DeterministicError):
 
 
 def _spec(name: str) -> Any:
-    """The named spec, loaded with all the others, as Airflow loads them (a registered model
-    name claimed twice is refused here too)."""
+    """The named spec, loaded with all the others as Airflow loads them.
+
+    So what Airflow refuses is refused here too, e.g. a registered model name claimed twice.
+    """
     from trainyard.core.settings import Settings
     from trainyard.core.spec import load_all_specs
 
