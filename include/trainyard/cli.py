@@ -27,16 +27,32 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
-#: Exit codes: a data-quality verdict, and an input refused before any work.
+from trainyard.core.errors import DeterministicError, NothingToDoError
+
+#: Exit codes: a data-quality verdict, an unexpected error (S3, MLflow, a bug), and an input
+#: refused before any work.
 EXIT_VALIDATION_FAILED = 1
+EXIT_FAILED = 1
 EXIT_REFUSED = 2
 
 
-def _spec(name: str) -> Any:
-    from trainyard.core.settings import Settings
-    from trainyard.core.spec import load_spec
+class ArgumentError(DeterministicError):
+    """A command-line argument or an input file it names is wrong."""
 
-    return load_spec(Settings.from_env().pipelines_dir / f"{name}.yaml")
+
+def _spec(name: str) -> Any:
+    """The named spec, loaded with all the others as Airflow loads them.
+
+    So what Airflow refuses is refused here too, e.g. a registered model name claimed twice.
+    """
+    from trainyard.core.settings import Settings
+    from trainyard.core.spec import load_all_specs
+
+    directory = Settings.from_env().pipelines_dir
+    specs = {spec.name: spec for spec in load_all_specs(directory)}
+    if name not in specs:
+        raise ArgumentError(f"no pipeline {name!r} in {directory}; known: {sorted(specs)}")
+    return specs[name]
 
 
 def _settings() -> Any:
@@ -45,12 +61,35 @@ def _settings() -> Any:
     return Settings.from_env()
 
 
-def _read(path: str, model: type) -> Any:
-    return model.model_validate_json(Path(path).read_text())
+def _read(path: str, model: type, option: str) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate_json(Path(path).read_text())
+    except OSError as error:
+        raise ArgumentError(f"--{option} {path}: cannot read it: {error.strerror}") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "<top level>"
+        raise ArgumentError(
+            f"--{option} {path}: not the JSON the {option} step writes: field {field!r}: "
+            f"{first['msg']}"
+        ) from None
 
 
 def _emit(out: IO[str], result: Any) -> None:
     print(result.model_dump_json(indent=2), file=out, flush=True)
+
+
+def _window_end(args: argparse.Namespace) -> date | None:
+    if not args.window_end:
+        return None
+    try:
+        return date.fromisoformat(args.window_end)
+    except ValueError:
+        raise ArgumentError(
+            f"--window-end {args.window_end!r} is not a date (YYYY-MM-DD)"
+        ) from None
 
 
 def _window(args: argparse.Namespace, spec: Any) -> Any:
@@ -59,20 +98,15 @@ def _window(args: argparse.Namespace, spec: Any) -> Any:
     return resolve_window(
         spec,
         datetime.now(UTC).date(),
-        window_end=date.fromisoformat(args.window_end) if args.window_end else None,
+        window_end=_window_end(args),
         window_days=args.window_days,
     )
 
 
 def cmd_specs(args: argparse.Namespace) -> int:
-    from trainyard.core.spec import load_all_specs
-    from trainyard.data.validation import load_suite_json
-    from trainyard.training.modeling import resolve_estimator
+    from trainyard.training.preflight import check_pipelines
 
-    settings = _settings()
-    for spec in load_all_specs(settings.pipelines_dir):
-        resolve_estimator(spec.model.estimator)
-        load_suite_json(settings, spec.validation.suite)
+    for spec, _ in check_pipelines(_settings()):
         print(f"{spec.name}: ok (spec sha256 {spec.sha256()[:12]})", file=args.out)
     return 0
 
@@ -101,7 +135,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from trainyard.data.snapshots import SnapshotRef
     from trainyard.data.validation import validate_snapshot
 
-    report = validate_snapshot(_spec(args.pipeline), _settings(), _read(args.snapshot, SnapshotRef))
+    snapshot = _read(args.snapshot, SnapshotRef, "snapshot")
+    report = validate_snapshot(_spec(args.pipeline), _settings(), snapshot)
     _emit(args.out, report)
     if not report.success:
         print(report.failure_message(), file=sys.stderr)
@@ -119,8 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = steps.train(
         spec,
         _settings(),
-        _read(args.snapshot, SnapshotRef),
-        _read(args.validation, ValidationReport),
+        _read(args.snapshot, SnapshotRef, "snapshot"),
+        _read(args.validation, ValidationReport, "validation"),
         RunContext.for_cli(spec.name, args.reason),
     )
     _emit(args.out, result)
@@ -134,8 +169,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     decision = steps.evaluate(
         _spec(args.pipeline),
         _settings(),
-        _read(args.snapshot, SnapshotRef),
-        _read(args.training, steps.TrainingResult),
+        _read(args.snapshot, SnapshotRef, "snapshot"),
+        _read(args.training, steps.TrainingResult, "training"),
+        replace_incompatible_champion=args.replace_incompatible_champion,
     )
     _emit(args.out, decision)
     print(decision.summary(), file=sys.stderr)
@@ -151,15 +187,15 @@ def cmd_register(args: argparse.Namespace) -> int:
     from trainyard.training.steps import TrainingResult
 
     spec = _spec(args.pipeline)
-    decision = _read(args.decision, GateDecision)
+    decision = _read(args.decision, GateDecision, "decision")
     if not decision.passed:
         print(decision.summary(), file=sys.stderr)
         return 1
     registration = register(
         spec,
-        _read(args.snapshot, SnapshotRef),
-        _read(args.validation, ValidationReport),
-        _read(args.training, TrainingResult),
+        _read(args.snapshot, SnapshotRef, "snapshot"),
+        _read(args.validation, ValidationReport, "validation"),
+        _read(args.training, TrainingResult, "training"),
         decision,
         RunContext.for_cli(spec.name, args.reason),
     )
@@ -173,7 +209,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = _spec(args.pipeline)
     result = steps.run(
-        spec, _settings(), _window(args, spec), RunContext.for_cli(spec.name, args.reason)
+        spec,
+        _settings(),
+        _window(args, spec),
+        RunContext.for_cli(spec.name, args.reason),
+        replace_incompatible_champion=args.replace_incompatible_champion,
     )
     print(result.describe(), file=args.out)
     return 0
@@ -192,7 +232,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         settings,
         datetime.now(UTC).date(),
         context,
-        window_end=date.fromisoformat(args.window_end) if args.window_end else None,
+        window_end=_window_end(args),
         window_days=args.window_days,
     )
     _emit(args.out, summary)
@@ -244,17 +284,31 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--window-days", type=int)
     step("validate", cmd_validate, "snapshot")
     step("train", cmd_train, "snapshot", "validation")
-    step("evaluate", cmd_evaluate, "snapshot", "training")
+    evaluate = step("evaluate", cmd_evaluate, "snapshot", "training")
+    for sub in (evaluate, commands.choices["run"]):
+        sub.add_argument(
+            "--replace-incompatible-champion",
+            action="store_true",
+            help="let a challenger replace a champion that cannot be scored on its holdout "
+            "(other columns, classes or task); recorded in the new version's lineage",
+        )
     step("register", cmd_register, "snapshot", "validation", "training", "decision")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``trainyard`` and ``python -m trainyard``."""
-    from trainyard.core.errors import DeterministicError, NothingToDoError
+    """Entry point of ``trainyard`` and ``python -m trainyard``.
+
+    Returns:
+        0 on success (or nothing to do), 1 for a failed data validation or an unexpected error
+        (S3, MLflow, a bug), 2 for input refused before any work. Errors print one line (a few
+        for a list of problems) and no traceback unless ``--debug`` is given.
+    """
     from trainyard.data.validation import ValidationFailed
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # GX logs a line per internal function it registers at import; its warnings still show.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     args.out = sys.stdout
     try:
@@ -272,3 +326,13 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"trainyard: {error}", file=sys.stderr)
         return EXIT_REFUSED
+    except Exception as error:  # noqa: BLE001 (the one place that turns any error into a line)
+        if args.debug:
+            traceback.print_exc()
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"trainyard: unexpected {type(error).__name__}: {reason} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED

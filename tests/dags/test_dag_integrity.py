@@ -68,6 +68,8 @@ def test_training_dag_shape_and_params(dagbag) -> None:
     assert dag.timetable.expression == "0 2 * * *"
     assert dag.max_active_runs == 1
     assert set(dag.params) >= {"window_end", "window_days", "reason"}
+    # Off unless a person asks: an incompatible champion otherwise fails the gate.
+    assert dag.params["replace_incompatible_champion"] is False
     order = ["ingest", "validate", "train", "evaluate", "gate", "register", "report"]
     assert set(dag.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:], strict=False):
@@ -155,3 +157,50 @@ def test_malformed_spec_is_an_import_error_naming_file_and_field(
     for message in bag.import_errors.values():
         assert str(bad) in message
         assert field in message
+
+
+def test_every_shipped_spec_suite_and_model_passes_the_full_check() -> None:
+    """What `trainyard specs` runs: each suite checked with GX, each model preflighted.
+
+    Too slow for DAG parsing (GX alone takes ~7 s to import), so it runs here, before deploy.
+    """
+    from dataclasses import replace
+
+    from trainyard.core.settings import Settings
+    from trainyard.training.preflight import check_pipelines
+
+    settings = replace(
+        Settings.from_env(),
+        pipelines_dir=SHIPPED_PIPELINES,
+        expectations_dir=REPO / "include" / "expectations",
+    )
+    checked = {spec.name for spec, _ in check_pipelines(settings)}
+    assert checked == {path.stem for path in SHIPPED_PIPELINES.glob("*.yaml")}
+
+
+def test_two_specs_sharing_a_registered_model_are_an_import_error_naming_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _write_spec(tmp_path, "first", lambda d: d["model"].update(registered_name="shared"))
+    second = _write_spec(tmp_path, "second", lambda d: d["model"].update(registered_name="shared"))
+
+    bag = _dagbag(tmp_path, monkeypatch)
+
+    assert {Path(f).name for f in bag.import_errors} == {
+        "training_pipelines.py",
+        "drift_monitors.py",
+    }
+    for message in bag.import_errors.values():
+        assert f"invalid pipeline specs {first} and {second}" in message
+        assert "field 'model.registered_name': both register model 'shared'" in message
+
+
+@pytest.mark.parametrize("dag_id", ["train_churn", "drift_churn"])
+@pytest.mark.parametrize("days", [0, -3])
+def test_window_days_param_refuses_zero_and_negative(dagbag, dag_id: str, days: int) -> None:
+    """Airflow refuses the trigger; the steps refuse it too (window_days must be at least 1)."""
+    import copy
+
+    params = copy.deepcopy(dagbag.dags[dag_id].params)
+    with pytest.raises(Exception, match="less than the minimum of 1"):
+        params["window_days"] = days

@@ -164,7 +164,11 @@ def test_corrupted_partition_fails_at_validate_and_champion_stays(
 def test_worse_model_is_rejected_by_gate_and_champion_stays(champion, run_dag) -> None:
     from mlflow import MlflowClient
 
-    versions_before = model_versions("churn")
+    client = MlflowClient()
+    # churn_worse registers its own model; give it churn's champion to be compared with.
+    copied = client.copy_model_version("models:/churn@champion", "churn_worse")
+    client.set_registered_model_alias("churn_worse", "champion", copied.version)
+    versions_before = {name: model_versions(name) for name in ("churn", "churn_worse")}
 
     run = run_dag("train_churn_worse", {"window_end": WINDOW_END.isoformat()})
 
@@ -175,16 +179,17 @@ def test_worse_model_is_rejected_by_gate_and_champion_stays(champion, run_dag) -
     assert run.task_states["report"] == "success"
     outcome = run.xcoms["report"]
     assert outcome["status"] == "rejected_by_gate"
-    assert outcome["champion_version"] == champion
+    assert outcome["champion_version"] == copied.version
     decision = run.xcoms["evaluate"]
     assert decision["passed"] is False
     failed_rules = {check["rule"] for check in decision["checks"] if not check["passed"]}
     assert "floor" in failed_rules
     assert any(rule.startswith("not worse than champion") for rule in failed_rules)
     assert decision["champion"]["roc_auc"] >= 0.75
+    assert champion_of("churn_worse").version == copied.version
     assert champion_of("churn").version == champion
-    assert model_versions("churn") == versions_before
-    run_tags = MlflowClient().get_run(run.xcoms["train"]["mlflow_run_id"]).data.tags
+    assert {name: model_versions(name) for name in ("churn", "churn_worse")} == versions_before
+    run_tags = client.get_run(run.xcoms["train"]["mlflow_run_id"]).data.tags
     assert run_tags["gate_decision"] == "rejected"
     assert "registered_version" not in run_tags
 
@@ -192,7 +197,7 @@ def test_worse_model_is_rejected_by_gate_and_champion_stays(champion, run_dag) -
 def test_missing_partitions_fail_ingest_naming_the_dates(champion, run_dag) -> None:
     versions_before = model_versions("churn")
 
-    run = run_dag("train_churn", {"window_end": "2027-01-10", "window_days": 3})
+    run = run_dag("train_churn", {"window_end": "2024-01-10", "window_days": 3})
 
     assert run.state == "failed"
     assert run.task_states["ingest"] == "failed"
@@ -202,7 +207,7 @@ def test_missing_partitions_fail_ingest_naming_the_dates(champion, run_dag) -> N
 
 
 def test_missing_partitions_skip_the_run_when_the_spec_says_so(churn_data, run_dag) -> None:
-    run = run_dag("train_churn_skip", {"window_end": "2027-01-10", "window_days": 3})
+    run = run_dag("train_churn_skip", {"window_end": "2024-01-10", "window_days": 3})
 
     assert run.task_states["ingest"] == "skipped"
     assert set(run.task_states.values()) == {"skipped"}

@@ -13,7 +13,12 @@ import yaml
 from tests.support import REPO
 from trainyard.core import storage
 from trainyard.core.spec import load_spec, parse_spec
-from trainyard.data.snapshots import SnapshotUnavailableError, TrainingWindow, load_snapshot
+from trainyard.data.snapshots import (
+    SnapshotUnavailableError,
+    TrainingWindow,
+    WindowError,
+    load_snapshot,
+)
 from trainyard.data.sources import MissingPartitionsError, ingest, resolve_window
 from trainyard.data.validation import load_suite_json, run_suite, validate_snapshot
 from trainyard_dev.churn import Knobs, generate_day, land_days
@@ -35,6 +40,14 @@ def test_resolve_window() -> None:
     assert len(window.days()) == 28
     custom = resolve_window(CHURN, date(2026, 11, 21), date(2026, 1, 10), 3)
     assert custom.days() == [date(2026, 1, 8), date(2026, 1, 9), date(2026, 1, 10)]
+    # 0 is an error, not "the spec's default"; a window may end on the run day, not after it.
+    with pytest.raises(WindowError, match="window_days must be at least 1, got 0"):
+        resolve_window(CHURN, date(2026, 11, 21), window_days=0)
+    assert resolve_window(CHURN, date(2026, 11, 21), date(2026, 11, 21), 1).end == date(
+        2026, 11, 21
+    )
+    with pytest.raises(WindowError, match="window_end 2026-11-22 is after the run day 2026-11-21"):
+        resolve_window(CHURN, date(2026, 11, 21), date(2026, 11, 22), 1)
 
 
 def test_snapshot_is_content_addressed_and_idempotent(settings) -> None:

@@ -54,3 +54,80 @@ def test_lower_is_better_metric_compared_the_right_way() -> None:
     gate = Gate(champion_metric="log_loss", max_regression=0.02)
     assert decide(gate, {"log_loss": 0.51}, {"log_loss": 0.50}).passed
     assert not decide(gate, {"log_loss": 0.53}, {"log_loss": 0.50}).passed
+
+
+LEAK_BOUNDS = {"roc_auc": 0.999, "log_loss": 0.001}
+
+
+@pytest.mark.parametrize(
+    ("metrics", "failed"),
+    [
+        ({"roc_auc": 1.0, "log_loss": 0.0}, ["roc_auc", "log_loss"]),
+        ({"roc_auc": 0.999, "log_loss": 0.2}, ["roc_auc"]),
+        ({"roc_auc": 0.95, "log_loss": 0.001}, ["log_loss"]),
+        ({"roc_auc": 0.9989, "log_loss": 0.0011}, []),
+    ],
+    ids=["perfect", "at-ceiling", "at-floor", "just-inside"],
+)
+def test_implausibly_perfect_metrics_are_rejected_as_a_suspected_leak(
+    metrics: dict[str, float], failed: list[str]
+) -> None:
+    decision = decide(GATE, metrics, None, leak_bounds=LEAK_BOUNDS)
+    leaks = [c for c in decision.checks if c.rule.startswith("suspected leak")]
+    assert sorted(c.metric for c in leaks if not c.passed) == sorted(failed)
+    assert decision.passed is (not failed)
+    if failed:
+        assert "[FAIL] suspected leak: implausibly" in decision.summary()
+
+
+def test_leak_check_is_off_without_bounds() -> None:
+    assert decide(GATE, {"roc_auc": 1.0, "log_loss": 0.0}, None).passed
+
+
+def test_incompatible_champion_fails_the_gate_naming_why() -> None:
+    decision = decide(
+        GATE,
+        {"roc_auc": 0.9, "log_loss": 0.3},
+        None,
+        champion_version="4",
+        incompatible="it predicts classes [0, 1], the challenger [0, 1, 2]",
+    )
+    assert not decision.passed
+    (check,) = [c for c in decision.checks if c.metric is None]
+    assert not check.passed
+    assert check.rule == (
+        "champion v4 cannot score this holdout: it predicts classes [0, 1], the challenger "
+        "[0, 1, 2] (to replace it anyway, run with replace_incompatible_champion)"
+    )
+    assert f"[FAIL] {check.rule}" in decision.summary()
+    assert decision.replaced_incompatible_champion is None
+    assert decision.tags() == {"gate_decision": "rejected"}
+
+
+def test_incompatible_champion_is_replaced_only_when_the_run_asks() -> None:
+    decision = decide(
+        GATE,
+        {"roc_auc": 0.9, "log_loss": 0.3},
+        None,
+        champion_version="4",
+        incompatible="it needs columns this holdout lacks: ['region']",
+        replace_incompatible=True,
+    )
+    assert decision.passed
+    assert decision.replaced_incompatible_champion == (
+        "v4: it needs columns this holdout lacks: ['region']"
+    )
+    assert decision.tags() == {
+        "gate_decision": "passed",
+        "replaced_incompatible_champion": "v4: it needs columns this holdout lacks: ['region']",
+    }
+    # Floors still apply to a replacement.
+    worse = decide(
+        GATE,
+        {"roc_auc": 0.6, "log_loss": 0.3},
+        None,
+        champion_version="4",
+        incompatible="x",
+        replace_incompatible=True,
+    )
+    assert not worse.passed

@@ -122,18 +122,3 @@ def test_unknown_estimator_is_a_clear_error() -> None:
         modeling.resolve_estimator("sklearn.linear_model.Nope")
     with pytest.raises(modeling.EstimatorImportError, match="no fit method"):
         modeling.resolve_estimator("sklearn.metrics.roc_auc_score")
-
-
-def test_trusted_types_must_be_declared_in_the_spec(churn_frame: pd.DataFrame) -> None:
-    from trainyard.training.steps import UntrustedModelTypesError, trusted_types
-
-    data = modeling.split(CHURN, churn_frame.head(2000))
-    model = modeling.build_pipeline(CHURN).fit(data.x_train, data.y_train)
-    assert "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor" in trusted_types(
-        CHURN, model
-    )
-    undeclared = CHURN.model_copy(
-        update={"model": CHURN.model.model_copy(update={"skops_trusted_types": ()})}
-    )
-    with pytest.raises(UntrustedModelTypesError, match="model.skops_trusted_types"):
-        trusted_types(undeclared, model)

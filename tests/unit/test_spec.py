@@ -102,3 +102,53 @@ def test_load_all_reports_every_bad_file(tmp_path: Path) -> None:
 def test_missing_pipelines_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="does not exist"):
         load_all_specs(tmp_path / "nope")
+
+
+def test_leak_bounds_default_from_the_metric_table_and_can_be_replaced() -> None:
+    data = _churn()
+    spec = parse_spec(data, Path("churn.yaml"))
+    assert spec.leak_bounds == {"roc_auc": 0.999, "accuracy": 0.999, "f1": 0.999, "log_loss": 0.001}
+    data["gate"]["leak_ceilings"] = {"roc_auc": 0.9999}
+    assert parse_spec(data, Path("churn.yaml")).leak_bounds == {"roc_auc": 0.9999}
+    data["gate"]["leak_ceilings"] = {}
+    assert parse_spec(data, Path("churn.yaml")).leak_bounds == {}
+    data["gate"]["leak_ceilings"] = {"r2": 0.99}
+    with pytest.raises(SpecError, match="gate uses metric 'r2'"):
+        parse_spec(data, Path("churn.yaml"))
+
+
+def test_regression_leak_bounds_include_r2_and_exact_zero_errors() -> None:
+    data = yaml.safe_load((SHIPPED / "breast_cancer.yaml").read_text())
+    data["model"] = {"task": "regression", "estimator": "sklearn.linear_model.Ridge"}
+    data.update(metrics=["r2", "rmse", "mae"], gate={"champion_metric": "r2"})
+    spec = parse_spec(data, Path("breast_cancer.yaml"))
+    assert spec.leak_bounds == {"r2": 0.999, "rmse": 0.0, "mae": 0.0}
+
+
+def test_two_specs_may_not_share_a_registered_model(tmp_path: Path) -> None:
+    for name in ("first", "second"):
+        data = _churn()
+        data["name"] = name
+        data["model"]["registered_name"] = "shared"
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    data = _churn()  # registered_name churn: no conflict
+    (tmp_path / "churn.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError) as error:
+        load_all_specs(tmp_path)
+    assert str(error.value) == (
+        f"invalid pipeline specs {tmp_path / 'first.yaml'} and {tmp_path / 'second.yaml'}: "
+        "field 'model.registered_name': both register model 'shared'; each pipeline needs its "
+        "own (one would replace the other's champion)"
+    )
+
+
+def test_default_registered_name_counts_too(tmp_path: Path) -> None:
+    """A spec named ``churn`` registers ``churn`` by default; another may not claim it."""
+    (tmp_path / "churn.yaml").write_text(
+        (SHIPPED / "churn.yaml").read_text().replace("  registered_name: churn\n", "")
+    )
+    data = _churn()
+    data["name"] = "other"
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match="both register model 'churn'"):
+        load_all_specs(tmp_path)

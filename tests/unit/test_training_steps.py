@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.support import REPO
 from trainyard.core.lineage import RunContext, training_fingerprint
 from trainyard.core.metrics import compute_metrics
-from trainyard.core.spec import load_spec
+from trainyard.core.spec import load_spec, parse_spec
 from trainyard.data.snapshots import SnapshotRef
 from trainyard.data.validation import ValidationReport
 from trainyard.training import modeling, steps
@@ -125,3 +127,43 @@ def test_outcome_of_a_rejected_and_a_registered_run() -> None:
     record = outcome(CHURN, SNAPSHOT, TRAINED, passed, registration, "4")
     assert (record.status, record.version, record.new_version) == ("registered", "4", True)
     assert "model churn v4 @champion (new version)" in record.describe()
+
+
+def _fit_other(frame: pd.DataFrame, estimator: str, features: list[str], target) -> object:
+    """A champion trained some other way: its own columns, target or estimator."""
+    data = yaml.safe_load((REPO / "include" / "pipelines" / "churn.yaml").read_text())
+    numeric = [c for c in data["schema"]["numeric_features"] if c in features]
+    categorical = [c for c in data["schema"]["categorical_features"] if c in features]
+    data["schema"].update(numeric_features=numeric, categorical_features=categorical)
+    data["model"] = {"estimator": estimator, "task": "classification"}
+    if estimator.endswith("Ridge"):
+        data["model"]["task"] = "regression"
+        data.update(metrics=["r2"], gate={"champion_metric": "r2"})
+    spec = parse_spec(data, Path("churn.yaml"))
+    model = modeling.build_pipeline(spec)
+    return model.fit(frame[[*numeric, *categorical]], target)
+
+
+def test_a_compatible_champion_can_be_compared(fitted: steps.Fitted) -> None:
+    assert steps.champion_incompatibility(CHURN, fitted.model, fitted.model, fitted.data) is None
+
+
+def test_incompatible_champions_are_named(fitted: steps.Fitted, frame: pd.DataFrame) -> None:
+    features = list(CHURN.schema_.features)
+    three_classes = _fit_other(
+        frame, "sklearn.linear_model.LogisticRegression", features, frame.support_calls.clip(0, 2)
+    )
+    assert steps.champion_incompatibility(CHURN, three_classes, fitted.model, fitted.data) == (
+        "it predicts classes [0, 1, 2], the challenger [0, 1]"
+    )
+    wider = frame.assign(plan="basic")
+    other_columns = modeling.build_pipeline(CHURN)
+    other_columns.steps[0][1].transformers.append(("plan", "drop", ["plan"]))
+    other_columns.fit(wider[[*features, "plan"]], frame.churned)
+    assert steps.champion_incompatibility(CHURN, other_columns, fitted.model, fitted.data) == (
+        "it needs columns this holdout lacks: ['plan']"
+    )
+    regressor = _fit_other(frame, "sklearn.linear_model.Ridge", features, frame.monthly_charges)
+    assert steps.champion_incompatibility(CHURN, regressor, fitted.model, fitted.data) == (
+        "it is not a classifier, this run's task is classification"
+    )

@@ -28,13 +28,20 @@ class Scored:
 
 @dataclass(frozen=True)
 class Metric:
-    """One row of the table."""
+    """One row of the table.
+
+    ``implausible`` is the default leak bound of the gate: a challenger scoring at or beyond it
+    (at or above for greater-is-better metrics, at or below otherwise) is rejected as a
+    suspected leak of the label into a feature. None: no default (precision or recall can be
+    perfect legitimately).
+    """
 
     name: str
     task: Task
     greater_is_better: bool
     needs_probabilities: bool
     compute: Callable[[Scored], float]
+    implausible: float | None = None
 
 
 def _average(scored: Scored) -> str:
@@ -109,16 +116,17 @@ def _mae(s: Scored) -> float:
 METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
-        Metric("roc_auc", "classification", True, True, _roc_auc),
-        Metric("accuracy", "classification", True, False, _accuracy),
-        Metric("balanced_accuracy", "classification", True, False, _balanced_accuracy),
-        Metric("f1", "classification", True, False, _f1),
+        Metric("roc_auc", "classification", True, True, _roc_auc, 0.999),
+        Metric("accuracy", "classification", True, False, _accuracy, 0.999),
+        Metric("balanced_accuracy", "classification", True, False, _balanced_accuracy, 0.999),
+        Metric("f1", "classification", True, False, _f1, 0.999),
         Metric("precision", "classification", True, False, _precision),
         Metric("recall", "classification", True, False, _recall),
-        Metric("log_loss", "classification", False, True, _log_loss),
-        Metric("r2", "regression", True, False, _r2),
-        Metric("rmse", "regression", False, False, _rmse),
-        Metric("mae", "regression", False, False, _mae),
+        Metric("log_loss", "classification", False, True, _log_loss, 0.001),
+        Metric("r2", "regression", True, False, _r2, 0.999),
+        # Errors are in the target's unit, so only an exact zero is implausible by default.
+        Metric("rmse", "regression", False, False, _rmse, 0.0),
+        Metric("mae", "regression", False, False, _mae, 0.0),
     )
 }
 
@@ -131,6 +139,13 @@ def metrics_for(task: Task) -> list[str]:
 def greater_is_better(name: str) -> bool:
     """Whether a higher value of the metric is better."""
     return METRICS[name].greater_is_better
+
+
+def default_leak_bounds(names: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """The table's implausible values of the named metrics (those that have one)."""
+    return {
+        name: METRICS[name].implausible for name in names if METRICS[name].implausible is not None
+    }
 
 
 def compute_metrics(names: tuple[str, ...] | list[str], model: Any, x: Any, y: Any) -> dict:

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainyard.core.errors import DeterministicError
-from trainyard.core.metrics import metrics_for
+from trainyard.core.metrics import default_leak_bounds, metrics_for
 
 #: Evidently 0.7's drift tests (stattests) and the column kinds each accepts; a unit test
 #: checks this against Evidently's own registry (not imported here: too slow for DAG parsing).
@@ -171,6 +171,13 @@ class Gate(_Frozen):
         ge=0,
         description="How much worse than the champion (absolute) the challenger may be.",
     )
+    leak_ceilings: dict[str, float] | None = Field(
+        default=None,
+        description="Metric -> implausible value: a challenger at or beyond it (at or above for "
+        "greater-is-better metrics, at or below otherwise) is rejected as a suspected leak. "
+        "Unset: the metric table's defaults (e.g. roc_auc 0.999, log_loss 0.001, r2 0.999); "
+        "a mapping replaces them; {} turns the check off.",
+    )
 
 
 class Validation(_Frozen):
@@ -246,7 +253,8 @@ class PipelineSpec(_Frozen):
                 f"metrics {unknown} are not {self.model.task} metrics; "
                 f"choose from {sorted(allowed)}"
             )
-        for metric in (*self.gate.floors, self.gate.champion_metric):
+        gate = self.gate
+        for metric in (*gate.floors, *(gate.leak_ceilings or {}), gate.champion_metric):
             if metric not in self.metrics:
                 raise ValueError(f"gate uses metric {metric!r}, which is not listed in 'metrics'")
         features = set(self.schema_.features)
@@ -278,6 +286,13 @@ class PipelineSpec(_Frozen):
     def registered_model_name(self) -> str:
         """Name of the model in the MLflow registry."""
         return self.model.registered_name or self.name
+
+    @property
+    def leak_bounds(self) -> dict[str, float]:
+        """Metric -> implausible value the gate rejects as a suspected leak."""
+        if self.gate.leak_ceilings is not None:
+            return dict(self.gate.leak_ceilings)
+        return default_leak_bounds(self.metrics)
 
     @property
     def experiment_name(self) -> str:
@@ -371,16 +386,29 @@ def load_all_specs(directory: Path) -> list[PipelineSpec]:
         All specs.
 
     Raises:
-        SpecError: Listing every invalid file, so one bad spec does not hide another.
+        SpecError: Listing every invalid file, so one bad spec does not hide another, and every
+            registered model name claimed by more than one spec (one would replace the other's
+            champion).
     """
     if not directory.is_dir():
         raise SpecError(f"pipelines directory {directory} does not exist")
     specs, problems = [], []
+    owners: dict[str, list[Path]] = {}
     for path in sorted(directory.glob("*.yaml")):
         try:
-            specs.append(load_spec(path))
+            spec = load_spec(path)
         except SpecError as error:
             problems.append(str(error))
+            continue
+        specs.append(spec)
+        owners.setdefault(spec.registered_model_name, []).append(path)
+    for name, paths in owners.items():
+        if len(paths) > 1:
+            problems.append(
+                f"invalid pipeline specs {' and '.join(str(p) for p in paths)}: field "
+                f"'model.registered_name': both register model {name!r}; each pipeline needs "
+                "its own (one would replace the other's champion)"
+            )
     if problems:
         raise SpecError("\n".join(problems))
     return specs

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class WindowError(DeterministicError, ValueError):
-    """A window that cannot be read (fewer than one day)."""
+    """A window that cannot be read (fewer than one day, or ending after the run day)."""
 
 
 class SnapshotUnavailableError(DeterministicError):
@@ -38,14 +38,25 @@ class TrainingWindow(BaseModel):
     end: date
 
     @classmethod
-    def ending(cls, end: date, days: int) -> TrainingWindow:
+    def ending(cls, end: date, days: int, run_day: date | None = None) -> TrainingWindow:
         """The ``days`` days that end on ``end`` (both ends included).
 
+        Args:
+            end: The last day.
+            days: How many days.
+            run_day: The day the run is for; a window ending after it is refused, because
+                partitions dated in the future cannot be trusted (a wrong clock or folder name).
+
         Raises:
-            WindowError: ``days`` is below 1.
+            WindowError: ``days`` is below 1, or ``end`` is after ``run_day``.
         """
         if days < 1:
             raise WindowError(f"window_days must be at least 1, got {days}")
+        if run_day is not None and end > run_day:
+            raise WindowError(
+                f"window_end {end} is after the run day {run_day}: partitions dated in the "
+                "future are refused"
+            )
         return cls(start=end - timedelta(days=days - 1), end=end)
 
     def days(self) -> list[date]:

@@ -6,6 +6,13 @@ same data checked by the same suite is validated once:
 with the Data Docs site beside it in ``data_docs/``.
 
 Expectations with ``"severity": "warning"`` (or ``"info"``) are reported but do not fail the run.
+
+A suite is checked like a spec (:func:`check_suite`): every expectation must have a known type,
+known arguments and a valid severity, or the suite is refused naming the file, the expectation's
+index and the field. Great Expectations itself logs and *drops* an invalid expectation, which
+would let a run pass without it. The check needs GX (~7 s to import), so it runs in
+``trainyard specs``, the DAG integrity tests and at the start of the validate step, not at DAG
+parse time.
 """
 
 from __future__ import annotations
@@ -105,6 +112,17 @@ class SuiteError(DeterministicError):
     """An expectation suite file is missing or malformed; the message names the file."""
 
 
+#: What GX 1.x accepts as an expectation's ``severity``.
+SEVERITIES = ("critical", "warning", "info")
+
+#: The keys of an expectation in a suite file (GX's ExpectationConfiguration fields).
+_EXPECTATION_KEYS = frozenset(
+    {"type", "kwargs", "meta", "notes", "description", "severity", "id", "rendered_content"}
+    | {"success_on_last_run", "expectation_context"}
+)
+_SUITE_KEYS = frozenset({"name", "id", "expectations", "meta", "notes", "suite_parameters"})
+
+
 class ValidationFailed(DeterministicError):
     """The snapshot failed a critical expectation; the message lists each one."""
 
@@ -150,6 +168,91 @@ def load_suite_json(settings: Settings, suite: str) -> tuple[dict[str, Any], str
         raise SuiteError(f"expectation suite {path} must be an object with an 'expectations' list")
     document["name"] = suite
     return document, hashlib.sha256(body).hexdigest()
+
+
+def _expectation_problems(index: int, expectation: Any) -> list[str]:
+    """What is wrong with one expectation of a suite, each as ``field '...': why``."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    from great_expectations.exceptions import GreatExpectationsError
+    from great_expectations.expectations.expectation_configuration import (
+        ExpectationConfiguration,
+    )
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    where = f"expectation {index}"
+    if not isinstance(expectation, dict):
+        return [f"{where}: must be an object with 'type' and 'kwargs', got {expectation!r}"]
+    kind = expectation.get("type")
+    if isinstance(kind, str):
+        where = f"expectation {index} ({kind})"
+    problems = [
+        f"{where}: field {key!r}: unknown field; an expectation has {sorted(_EXPECTATION_KEYS)}"
+        for key in sorted(set(expectation) - _EXPECTATION_KEYS)
+    ]
+    if not isinstance(kind, str) or not kind:
+        return [*problems, f"{where}: field 'type': missing or not a string"]
+    kwargs = expectation.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        return [*problems, f"{where}: field 'kwargs': must be an object, got {kwargs!r}"]
+    severity = expectation.get("severity", "critical")
+    if severity not in SEVERITIES:
+        problems.append(
+            f"{where}: field 'severity': {severity!r} is not one of {', '.join(SEVERITIES)}"
+        )
+    try:
+        get_expectation_impl(kind)
+    except GreatExpectationsError:
+        return [*problems, f"{where}: field 'type': unknown expectation type {kind!r}"]
+    if problems:
+        return problems
+    try:
+        ExpectationConfiguration(
+            type=kind, kwargs=kwargs, severity=severity, meta=expectation.get("meta")
+        ).to_domain_obj()
+    except GreatExpectationsError as error:
+        return [f"{where}: {error}"]
+    except ValueError as error:  # pydantic (v1 inside GX) validation of the arguments
+        errors = getattr(error, "errors", None)
+        if not callable(errors):
+            return [f"{where}: {error}"]
+        first_per_field: dict[str, str] = {}
+        for item in errors():
+            loc = [str(part) for part in item["loc"] if part != "__root__"]
+            field = ".".join(["kwargs", *loc])
+            first_per_field.setdefault(field, item["msg"])
+        return [f"{where}: field {field!r}: {msg}" for field, msg in first_per_field.items()]
+    return []
+
+
+def check_suite(document: dict[str, Any], path: Path) -> None:
+    """Check every expectation of a suite the way GX would build it, refusing instead of dropping.
+
+    Args:
+        document: The suite as read by :func:`load_suite_json`.
+        path: Its file, for the message.
+
+    Raises:
+        SuiteError: One line per problem, naming the file, the expectation's index and the field.
+    """
+    problems = [
+        f"field {key!r}: unknown field; a suite has {sorted(_SUITE_KEYS)}"
+        for key in sorted(set(document) - _SUITE_KEYS)
+    ]
+    for index, expectation in enumerate(document["expectations"]):
+        problems += _expectation_problems(index, expectation)
+    if problems:
+        raise SuiteError("\n".join(f"invalid expectation suite {path}: {p}" for p in problems))
+
+
+def load_checked_suite(settings: Settings, suite: str) -> tuple[dict[str, Any], str]:
+    """:func:`load_suite_json` followed by :func:`check_suite` (imports GX).
+
+    Raises:
+        SuiteError: The file is missing or malformed, or an expectation is invalid.
+    """
+    document, sha = load_suite_json(settings, suite)
+    check_suite(document, suite_path(settings, suite))
+    return document, sha
 
 
 def _json_safe(value: Any) -> Any:
@@ -207,6 +310,13 @@ def run_suite(
     suite = context.suites.add(
         ExpectationSuite(name=suite_document["name"], expectations=suite_document["expectations"])
     )
+    # GX logs and drops an expectation it cannot build; a run must never pass without one.
+    if len(suite.expectations) != len(suite_document["expectations"]):
+        raise SuiteError(
+            f"expectation suite {suite_document['name']!r}: Great Expectations kept "
+            f"{len(suite.expectations)} of {len(suite_document['expectations'])} expectations; "
+            "run `trainyard specs` to see which are invalid"
+        )
     batch = (
         context.data_sources.add_pandas("snapshot")
         .add_dataframe_asset("snapshot")
@@ -253,11 +363,14 @@ def validate_snapshot(
 
     Returns:
         The report; ``success`` is False when any critical expectation failed.
+
+    Raises:
+        SuiteError: The suite is missing or invalid (checked before any data is read).
     """
     from trainyard.core import storage
     from trainyard.data.snapshots import load_snapshot
 
-    document, suite_sha = load_suite_json(settings, spec.validation.suite)
+    document, suite_sha = load_checked_suite(settings, spec.validation.suite)
     prefix = result_prefix(settings, spec.name, snapshot.sha256, suite_sha)
     report_uri = f"{prefix}/report.json"
     if storage.exists(settings, report_uri):

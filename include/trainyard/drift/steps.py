@@ -201,6 +201,8 @@ def newest_window(
 
     Raises:
         NoCurrentDataError: No partition on or before ``run_day``.
+        trainyard.data.snapshots.WindowError: ``days`` is below 1 or ``window_end`` is after
+            ``run_day``.
     """
     from trainyard.data.snapshots import TrainingWindow
 
@@ -211,7 +213,7 @@ def newest_window(
                 f"no raw partition on or before {run_day}; nothing to check for drift"
             )
         window_end = candidates[-1]
-    return TrainingWindow.ending(window_end, days)
+    return TrainingWindow.ending(window_end, days, run_day)
 
 
 def current_window(
@@ -236,7 +238,8 @@ def current_window(
     Raises:
         NoCurrentDataError: The spec's source is static (nothing new arrives), or no partition
             exists on or before ``run_day``.
-        trainyard.data.snapshots.WindowError: ``window_days`` is below 1.
+        trainyard.data.snapshots.WindowError: ``window_days`` is below 1, or ``window_end`` is
+            after ``run_day``.
     """
     from trainyard.data.sources import partition_dates, raw_bucket
 
@@ -249,7 +252,8 @@ def current_window(
         if window_end
         else partition_dates(settings, raw_bucket(spec, settings), spec.source.prefix)
     )
-    return newest_window(available, run_day, window_days or spec.drift.window_days, window_end)
+    days = spec.drift.window_days if window_days is None else window_days
+    return newest_window(available, run_day, days, window_end)
 
 
 def _load_reference(settings: Settings, reference: ReferenceRef) -> pd.DataFrame:

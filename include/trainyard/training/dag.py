@@ -47,8 +47,14 @@ alias `champion` (the old champion becomes `previous`).
 - **Rejected by the gate:** `register` is skipped, the run still succeeds and `report` says
   `rejected_by_gate`; the champion does not change.
 
-**Manual runs** (Trigger DAG w/ config): `window_end` (YYYY-MM-DD, last day included),
-`window_days`, `reason` (recorded in the model version's lineage).
+- **Never blind:** a champion that cannot be scored on this holdout fails the gate (unless the
+  run sets `replace_incompatible_champion`); an implausibly perfect metric
+  ({", ".join(f"`{m}` {b}" for m, b in spec.leak_bounds.items()) or "no bound set"}) is
+  rejected as a suspected leak.
+
+**Manual runs** (Trigger DAG w/ config): `window_end` (YYYY-MM-DD, last day included, not after
+the run day), `window_days`, `reason` (recorded in the model version's lineage),
+`replace_incompatible_champion`.
 Runs triggered by the drift monitor also carry `drift_report_uri` (a lineage tag),
 `drifted_columns` and `drift_share`.
 """
@@ -81,6 +87,13 @@ def build_training_dag(spec: PipelineSpec, training_queue: str | None = None) ->
                 type="string",
                 description="Why this run; recorded in the model version's lineage.",
             ),
+            "replace_incompatible_champion": Param(
+                False,
+                type="boolean",
+                description="Let this run replace a champion that cannot be scored on its "
+                "holdout (other columns, classes or task); recorded in the new version's "
+                "lineage. Off: such a champion fails the gate.",
+            ),
             "drift_report_uri": Param(
                 "",
                 type="string",
@@ -103,8 +116,8 @@ def build_training_dag(spec: PipelineSpec, training_queue: str | None = None) ->
             return tasks.train(spec, snapshot, report, context)
 
         @task(task_id="evaluate")
-        def evaluate_model(snapshot: dict, trained: dict) -> dict:
-            return tasks.evaluate(spec, snapshot, trained)
+        def evaluate_model(snapshot: dict, trained: dict, **context: Any) -> dict:
+            return tasks.evaluate(spec, snapshot, trained, context)
 
         @task.short_circuit(task_id="gate", ignore_downstream_trigger_rules=False, retries=0)
         def gate(decision: dict) -> bool:

@@ -113,6 +113,66 @@ def prepare_frame(spec: PipelineSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame
     return frame, dropped
 
 
+def target_problem(spec: PipelineSpec, values: pd.Series) -> str | None:
+    """Why a target column does not fit the spec's task, or None when it does.
+
+    A regression target must hold numbers; a classification target must hold classes (text,
+    booleans or whole numbers), not continuous values. Missing values (unlabelled rows) are
+    ignored here.
+
+    Args:
+        spec: The task and the target's name.
+        values: The target column.
+
+    Returns:
+        A one-line reason naming the target, the task and an offending value, or None.
+    """
+    import pandas as pd
+
+    target, task = spec.schema_.target, spec.model.task
+    labelled = values.dropna()
+    if labelled.empty:
+        return None
+    if task == "regression":
+        if pd.api.types.is_bool_dtype(labelled.dtype):
+            return f"target {target!r} holds booleans, but model.task is regression"
+        parsed = pd.to_numeric(labelled, errors="coerce")
+        bad = labelled[parsed.isna()]
+        if not bad.empty:
+            return (
+                f"target {target!r} holds non-numeric values (e.g. {bad.iloc[0]!r}), but "
+                "model.task is regression"
+            )
+        return None
+    if pd.api.types.is_float_dtype(labelled.dtype):
+        fractional = labelled[labelled != labelled.round()]
+        if not fractional.empty:
+            return (
+                f"target {target!r} holds continuous values (e.g. {float(fractional.iloc[0])!r}), "
+                "but model.task is classification: use task: regression, or a class column"
+            )
+    return None
+
+
+def check_target(spec: PipelineSpec, values: pd.Series) -> None:
+    """Refuse a target that does not fit the task, before any model is fitted.
+
+    Raises:
+        TrainingDataError: The target does not fit the task (see :func:`target_problem`), or a
+            classification target holds fewer than two classes.
+    """
+    problem = target_problem(spec, values)
+    if problem:
+        raise TrainingDataError(problem)
+    if spec.model.task == "classification":
+        classes = values.dropna().unique()
+        if len(classes) < 2:
+            raise TrainingDataError(
+                f"target {spec.schema_.target!r} holds a single class {classes.tolist()} in "
+                f"{len(values)} labelled rows; a classifier needs at least two"
+            )
+
+
 def holdout_mask(spec: PipelineSpec, frame: pd.DataFrame) -> np.ndarray:
     """Which rows are holdout: a seeded hash of each row's identity, not a random draw.
 
@@ -146,14 +206,20 @@ def split(spec: PipelineSpec, frame: pd.DataFrame) -> Split:
     """The holdout split by :func:`holdout_mask`; the same rows always land on the same side.
 
     Raises:
-        TrainingDataError: Either side is empty, or a classification holdout has one class.
+        TrainingDataError: The target does not fit the task, either side is empty, or a
+            classification holdout has one class.
     """
+    import pandas as pd
+
     frame, dropped = prepare_frame(spec, frame)
     schema = spec.schema_
     x = frame[list(schema.features)]
     y = frame[schema.target]
+    check_target(spec, y)
     if spec.model.task == "classification":
         y = y.astype("int64") if str(y.dtype) in {"Int64", "Int32", "boolean"} else y
+    else:
+        y = pd.to_numeric(y).astype("float64")
     holdout = holdout_mask(spec, frame)
     if holdout.all() or not holdout.any():
         raise TrainingDataError(

@@ -55,7 +55,7 @@ def lineage_tags(
         "spec_sha256": spec_sha,
         "mlflow_run_id": training.mlflow_run_id,
         "fingerprint": training_fingerprint(snapshot.sha256, spec_sha, context.git_commit),
-        "gate_decision": "passed" if decision.passed else "rejected",
+        **decision.tags(),
         **{f"metric.{name}": f"{value:.6f}" for name, value in decision.challenger.items()},
     }
 

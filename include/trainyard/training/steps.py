@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from trainyard.core.errors import DeterministicError
 from trainyard.data.sources import ingest
 from trainyard.data.validation import validate
 from trainyard.training.gate import GateDecision, decide
@@ -32,13 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["evaluate", "fit", "ingest", "run", "score", "train", "validate"]
 
 log = logging.getLogger(__name__)
-
-#: Types our own preprocessing puts into every saved pipeline (OneHotEncoder's dtype).
-BASE_TRUSTED_TYPES = frozenset({"numpy.dtype"})
-
-
-class UntrustedModelTypesError(DeterministicError):
-    """The fitted model holds types that neither skops nor the spec trusts."""
 
 
 class TrainingResult(BaseModel):
@@ -83,32 +75,6 @@ def fit(spec: PipelineSpec, frame: pd.DataFrame) -> Fitted:
     return Fitted(model=model, data=data)
 
 
-def trusted_types(spec: PipelineSpec, model: Any) -> list[str]:
-    """The types to trust when MLflow saves the model with skops.
-
-    Args:
-        spec: Lists the extra types its author reviewed (``model.skops_trusted_types``).
-        model: The fitted pipeline.
-
-    Returns:
-        The model's types that skops does not trust by default, all of them allowed.
-
-    Raises:
-        UntrustedModelTypesError: Naming types the spec would have to list first.
-    """
-    import skops.io
-
-    found = set(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
-    unexpected = sorted(found - BASE_TRUSTED_TYPES - set(spec.model.skops_trusted_types))
-    if unexpected:
-        raise UntrustedModelTypesError(
-            f"the fitted {spec.model.estimator} contains types skops does not trust by default: "
-            f"{unexpected}. If you trust them, list them under model.skops_trusted_types in "
-            f"the {spec.name!r} pipeline spec."
-        )
-    return sorted(found)
-
-
 def training_params(spec: PipelineSpec, snapshot: SnapshotRef) -> dict[str, Any]:
     """The MLflow params of a training run: estimator, hyperparameters, split, window, features."""
     return {
@@ -127,6 +93,59 @@ def score(spec: PipelineSpec, model: Any, holdout: Split) -> dict[str, float]:
     from trainyard.core.metrics import compute_metrics
 
     return compute_metrics(spec.metrics, model, holdout.x_test, holdout.y_test)
+
+
+def champion_incompatibility(
+    spec: PipelineSpec, champion: Any, challenger: Any, holdout: Split
+) -> str | None:
+    """Why the champion cannot be compared with the challenger on this holdout, or None.
+
+    The task, the input columns and (for classifiers) the classes must match. (A champion that
+    passes these can still fail to score; :func:`evaluate` treats that as incompatible too.)
+
+    Args:
+        spec: This run's task and metrics.
+        champion: The champion's fitted pipeline.
+        challenger: This run's fitted pipeline.
+        holdout: This run's split.
+
+    Returns:
+        A one-line reason, or None when the champion can be compared.
+    """
+    from sklearn.base import is_classifier
+
+    task = spec.model.task
+    if is_classifier(champion) != (task == "classification"):
+        kind = "a classifier" if is_classifier(champion) else "not a classifier"
+        return f"it is {kind}, this run's task is {task}"
+    needed = [str(c) for c in getattr(champion, "feature_names_in_", [])]
+    missing = [c for c in needed if c not in holdout.x_test.columns]
+    if missing:
+        return f"it needs columns this holdout lacks: {missing}"
+    if task == "classification":
+        theirs = [_plain(c) for c in getattr(champion, "classes_", [])]
+        ours = [_plain(c) for c in getattr(challenger, "classes_", [])]
+        if theirs != ours:
+            return f"it predicts classes {theirs}, the challenger {ours}"
+    return None
+
+
+def _first_line(what: str, error: Exception) -> str:
+    return f"{what}: {type(error).__name__}: {error}".splitlines()[0]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _is_transient(error: Exception) -> bool:
+    """A network or server error (retry the step), as opposed to a model that does not load."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(error, requests.exceptions.RequestException):
+        return True
+    return isinstance(error, MlflowException) and error.get_http_status_code() >= 500
 
 
 def split_mismatch(spec: PipelineSpec, champion_params: dict[str, str]) -> str:
@@ -193,14 +212,21 @@ def train(
 
     Raises:
         ValueError: The validation report is not a success.
+        trainyard.core.spec.SpecError: The spec's model fails preflight (checked before the
+            snapshot is read or an MLflow run is started).
+        trainyard.training.modeling.TrainingDataError: The data cannot be trained on (e.g. a
+            target that does not fit the task), found before fitting.
     """
     import mlflow
     from mlflow.models import infer_signature
 
     from trainyard.core.tracking import find_finished_run
+    from trainyard.training.preflight import preflight, trusted_types
 
     if not validation.success:
         raise ValueError("refusing to train on a snapshot that failed validation")
+    spec_path = settings.pipelines_dir / f"{spec.name}.yaml"
+    preflight(spec, spec_path)
     experiment = mlflow.set_experiment(spec.experiment_name)
     existing = find_finished_run(
         experiment.experiment_id, {**context.identity(), "snapshot_sha256": snapshot.sha256}
@@ -250,7 +276,7 @@ def train(
             signature=infer_signature(example, fitted.model.predict(example)),
             input_example=example,
             pip_requirements=_pip_requirements(),
-            skops_trusted_types=trusted_types(spec, fitted.model),
+            skops_trusted_types=trusted_types(spec, fitted.model, spec_path),
         )
         # Set last: a run carrying model_uri is complete and can be reused by a retry.
         mlflow.set_tag("model_uri", info.model_uri)
@@ -264,12 +290,51 @@ def train(
     )
 
 
+def _score_champion(
+    spec: PipelineSpec, model_uri: str, challenger: Any, holdout: Split
+) -> tuple[dict[str, float] | None, str | None]:
+    """The champion's metrics on this holdout, or why it cannot be scored there.
+
+    Raises:
+        Exception: A network or server error while loading it (the step is retried).
+    """
+    import mlflow
+
+    try:
+        model = mlflow.sklearn.load_model(model_uri)
+    except Exception as error:
+        if _is_transient(error):
+            raise
+        return None, _first_line("loading it failed", error)
+    incompatible = champion_incompatibility(spec, model, challenger, holdout)
+    if incompatible is not None:
+        return None, incompatible
+    try:
+        return score(spec, model, holdout), None
+    except Exception as error:  # noqa: BLE001 (a champion that cannot score is incomparable)
+        return None, _first_line("scoring it failed", error)
+
+
 def evaluate(
-    spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef, training: TrainingResult
+    spec: PipelineSpec,
+    settings: Settings,
+    snapshot: SnapshotRef,
+    training: TrainingResult,
+    replace_incompatible_champion: bool = False,
 ) -> GateDecision:
     """Score challenger and champion on this run's holdout and apply the gate.
 
+    A champion that cannot be loaded or scored on this holdout (other task, columns or classes)
+    fails the gate, naming why, unless ``replace_incompatible_champion`` is set; then the
+    replacement is recorded in the decision (and in the registered version's lineage).
     Every number and the decision are logged to the training run and returned.
+
+    Args:
+        spec: The pipeline.
+        settings: Buckets and endpoint.
+        snapshot: The snapshot the challenger was trained on.
+        training: The challenger's MLflow run and model.
+        replace_incompatible_champion: Let an incompatible champion be replaced.
 
     Returns:
         The gate decision.
@@ -280,30 +345,34 @@ def evaluate(
     from trainyard.training import modeling
 
     holdout = modeling.split(spec, _load(settings, snapshot))
-    challenger = score(spec, mlflow.sklearn.load_model(training.model_uri), holdout)
+    challenger_model = mlflow.sklearn.load_model(training.model_uri)
+    challenger = score(spec, challenger_model, holdout)
     current = champion_version(spec.registered_model_name)
-    champion, note = None, ""
+    champion, note, incompatible = None, "", None
     if current is None:
-        note = "no champion yet: floors only"
+        note = "no champion yet: floors and leak checks only"
     elif current.run_id == training.mlflow_run_id:
         champion = challenger
         note = f"champion v{current.version} is this run's model"
     else:
-        try:
-            model = mlflow.sklearn.load_model(
-                f"models:/{spec.registered_model_name}/{current.version}"
-            )
-            champion = score(spec, model, holdout)
-        except Exception as error:  # a champion on an older schema cannot score this holdout
-            note = (
-                f"champion v{current.version} could not score this holdout ({error}); floors only"
-            )
-            log.warning(note)
-        else:
+        uri = f"models:/{spec.registered_model_name}/{current.version}"
+        champion, incompatible = _score_champion(spec, uri, challenger_model, holdout)
+        if incompatible is None:
             note = split_mismatch(spec, mlflow.MlflowClient().get_run(current.run_id).data.params)
-            if note:
-                log.warning(note)
-    decision = decide(spec.gate, challenger, champion, current and current.version, note)
+        else:
+            log.warning("champion v%s cannot score this holdout: %s", current.version, incompatible)
+        if note:
+            log.warning(note)
+    decision = decide(
+        spec.gate,
+        challenger,
+        champion,
+        current and current.version,
+        note,
+        leak_bounds=spec.leak_bounds,
+        incompatible=incompatible,
+        replace_incompatible=replace_incompatible_champion,
+    )
     _log_decision(training.mlflow_run_id, decision)
     return decision
 
@@ -317,17 +386,23 @@ def _log_decision(run_id: str, decision: GateDecision) -> None:
     for name, value in (decision.champion or {}).items():
         client.log_metric(run_id, f"champion_holdout_{name}", value)
     client.log_metric(run_id, "gate_passed", float(decision.passed))
-    client.set_tag(run_id, "gate_decision", "passed" if decision.passed else "rejected")
+    for key, value in decision.tags().items():
+        client.set_tag(run_id, key, value)
     client.log_dict(run_id, decision.model_dump(mode="json"), "gate/decision.json")
     client.log_text(run_id, decision.summary(), "gate/decision.txt")
 
 
 def run(
-    spec: PipelineSpec, settings: Settings, window: TrainingWindow, context: RunContext
+    spec: PipelineSpec,
+    settings: Settings,
+    window: TrainingWindow,
+    context: RunContext,
+    replace_incompatible_champion: bool = False,
 ) -> Outcome:
     """Every step in one process: ingest, validate, train, evaluate, gate, register on a pass.
 
-    The Airflow DAG runs the same steps as separate tasks.
+    The Airflow DAG runs the same steps as separate tasks. ``replace_incompatible_champion`` is
+    passed to :func:`evaluate`.
 
     Raises:
         trainyard.data.validation.ValidationFailed: The snapshot failed validation; nothing was
@@ -336,12 +411,15 @@ def run(
     from trainyard.core.tracking import champion_version
     from trainyard.training import registry
     from trainyard.training.outcome import outcome
+    from trainyard.training.preflight import preflight
 
+    # Before any data is read (train checks again: it also runs alone, as a task).
+    preflight(spec, settings.pipelines_dir / f"{spec.name}.yaml")
     snapshot = ingest(spec, settings, window)
     log.info("snapshot %s (%d rows)", snapshot.uri, snapshot.rows)
     report = validate(spec, settings, snapshot)
     trained = train(spec, settings, snapshot, report, context)
-    decision = evaluate(spec, settings, snapshot, trained)
+    decision = evaluate(spec, settings, snapshot, trained, replace_incompatible_champion)
     log.info("%s", decision.summary())
     registration = None
     if decision.passed:

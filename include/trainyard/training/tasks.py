@@ -73,8 +73,14 @@ def train(
     return result.model_dump(mode="json")
 
 
-def evaluate(spec: PipelineSpec, snapshot: dict[str, Any], trained: dict[str, Any]) -> dict:
-    """Score challenger and champion on the holdout; decide."""
+def evaluate(
+    spec: PipelineSpec, snapshot: dict[str, Any], trained: dict[str, Any], context: dict[str, Any]
+) -> dict:
+    """Score challenger and champion on the holdout; decide.
+
+    The ``replace_incompatible_champion`` Param lets the gate replace a champion that cannot be
+    scored on this holdout (recorded in the new version's lineage).
+    """
     from trainyard.data.snapshots import SnapshotRef
     from trainyard.training import steps
 
@@ -84,6 +90,9 @@ def evaluate(spec: PipelineSpec, snapshot: dict[str, Any], trained: dict[str, An
             Settings.from_env(),
             SnapshotRef.model_validate(snapshot),
             steps.TrainingResult.model_validate(trained),
+            replace_incompatible_champion=bool(
+                context["params"].get("replace_incompatible_champion")
+            ),
         )
     log.info("%s", decision.summary())
     return decision.model_dump(mode="json")
