@@ -9,6 +9,7 @@
     trainyard register PIPELINE --snapshot ... --validation ... --training ... --decision ...
     trainyard run PIPELINE [--window-end D]           all steps in one process
     trainyard drift PIPELINE [--window-end D]         drift check vs the champion (no retrain)
+    trainyard score PIPELINE [--date D]               batch-score partitions with the champion
 
 Step commands print only their JSON result on stdout, so they chain through files; everything
 else (logs, MLflow's messages, human-readable summaries) goes to stderr. A refused input ends
@@ -257,6 +258,27 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from trainyard.core.lineage import RunContext
+    from trainyard.scoring import steps
+
+    spec = _spec(args.pipeline)
+    if spec.scoring is None:
+        raise ArgumentError(f"pipeline {spec.name!r} has no scoring section in its spec")
+    record = steps.run(
+        spec,
+        _settings(),
+        datetime.now(UTC).date(),
+        RunContext.for_cli(spec.name).run_id,
+        datetime.now(UTC),
+        window_end=_window_end(args),
+        days=args.window_days,
+    )
+    _emit(args.out, record)
+    print(record.describe(), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``trainyard``."""
     parser = argparse.ArgumentParser(prog="trainyard", description=__doc__.splitlines()[0])
@@ -282,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (step("ingest", cmd_ingest), step("run", cmd_run), step("drift", cmd_drift)):
         sub.add_argument("--window-end", help="last partition date, YYYY-MM-DD")
         sub.add_argument("--window-days", type=int)
+    score = step("score", cmd_score)
+    score.add_argument(
+        "--date", "--window-end", dest="window_end", help="last partition date to score"
+    )
+    score.add_argument("--window-days", type=int, help="days to score (default: the spec's)")
     step("validate", cmd_validate, "snapshot")
     step("train", cmd_train, "snapshot", "validation")
     evaluate = step("evaluate", cmd_evaluate, "snapshot", "training")

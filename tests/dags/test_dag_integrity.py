@@ -57,7 +57,7 @@ def test_every_dag_follows_policy(dagbag, policy: str) -> None:
             problems.append(dag_id)
         if policy == "doc_md" and not (dag.doc_md and len(dag.doc_md) > 200):
             problems.append(dag_id)
-        one_at_a_time = dag.dag_id.startswith(("train_", "drift_"))
+        one_at_a_time = dag.dag_id.startswith(("train_", "drift_", "score_"))
         if policy == "schedule" and one_at_a_time and dag.max_active_runs != 1:
             problems.append(dag_id)
     assert problems == []
@@ -110,6 +110,18 @@ def test_drift_dag_shape_params_and_trigger(dagbag) -> None:
     assert "drift_report_uri" in dagbag.dags["train_churn"].params
 
 
+def test_one_scoring_dag_per_spec_with_a_scoring_section(dagbag) -> None:
+    scoring_ids = {dag_id for dag_id in dagbag.dag_ids if dag_id.startswith("score_")}
+    assert scoring_ids == {"score_churn"}  # breast_cancer has no scoring section
+    dag = dagbag.dags["score_churn"]
+    assert dag.timetable.expression == "0 4 * * *"
+    assert set(dag.params) >= {"window_end", "window_days"}
+    order = ["champion", "batch", "validate", "score"]
+    assert set(dag.task_ids) == set(order)
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
+
+
 def test_parsing_the_dags_folder_imports_no_heavy_library(tmp_path: Path) -> None:
     code = f"""
 import json, sys
@@ -151,9 +163,9 @@ def test_malformed_spec_is_an_import_error_naming_file_and_field(
 
     bag = _dagbag(tmp_path, monkeypatch)
 
-    # Both DAG files (training and drift monitors) read the specs; each names file and field.
+    # Every DAG file reads the specs; each names file and field.
     failing = {Path(f).name for f in bag.import_errors}
-    assert failing == {"training_pipelines.py", "drift_monitors.py"}
+    assert failing == {"training_pipelines.py", "drift_monitors.py", "scoring_pipelines.py"}
     for message in bag.import_errors.values():
         assert str(bad) in message
         assert field in message
@@ -189,13 +201,14 @@ def test_two_specs_sharing_a_registered_model_are_an_import_error_naming_both(
     assert {Path(f).name for f in bag.import_errors} == {
         "training_pipelines.py",
         "drift_monitors.py",
+        "scoring_pipelines.py",
     }
     for message in bag.import_errors.values():
         assert f"invalid pipeline specs {first} and {second}" in message
         assert "field 'model.registered_name': both register model 'shared'" in message
 
 
-@pytest.mark.parametrize("dag_id", ["train_churn", "drift_churn"])
+@pytest.mark.parametrize("dag_id", ["train_churn", "drift_churn", "score_churn"])
 @pytest.mark.parametrize("days", [0, -3])
 def test_window_days_param_refuses_zero_and_negative(dagbag, dag_id: str, days: int) -> None:
     """Airflow refuses the trigger; the steps refuse it too (window_days must be at least 1)."""

@@ -220,6 +220,25 @@ class Drift(_Frozen):
         return value
 
 
+class Scoring(_Frozen):
+    """Batch scoring with the champion: which partitions, when (a spec without it gets no DAG).
+
+    Predictions go to the prediction log (:mod:`trainyard.data.predictions`):
+    ``s3://<artifacts>/predictions/<pipeline>/batch/date=YYYY-MM-DD/v<version>.parquet``.
+    """
+
+    schedule: str | None = Field(
+        default="0 4 * * *", description="Cron of the scoring DAG, or null for manual runs only."
+    )
+    days: int = Field(default=1, ge=1, le=366, description="Partitions scored per run.")
+    end_offset_days: int = Field(
+        default=1,
+        ge=0,
+        le=365,
+        description="The last partition scored is this many days before the run day.",
+    )
+
+
 def _unknown_method(method: str) -> str:
     return f"unknown drift method {method!r}; Evidently knows {sorted(DRIFT_METHODS)}"
 
@@ -241,6 +260,7 @@ class PipelineSpec(_Frozen):
     gate: Gate
     validation: Validation
     drift: Drift = Drift()
+    scoring: Scoring | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -264,6 +284,11 @@ class PipelineSpec(_Frozen):
         if stray:
             raise ValueError(f"drift settings name columns that are not features: {stray}")
         self._check_drift_methods()
+        if self.scoring is not None:
+            if self.source.kind != "partitioned_parquet":
+                raise ValueError("scoring needs a partitioned source: static data has no new rows")
+            if self.schema_.id_column is None:
+                raise ValueError("scoring needs schema.id_column: each prediction is logged by id")
         return self
 
     def _check_drift_methods(self) -> None:
@@ -313,6 +338,11 @@ class PipelineSpec(_Frozen):
     def drift_dag_id(self) -> str:
         """Airflow DAG id of the drift-monitor DAG generated for this spec."""
         return f"drift_{self.name}"
+
+    @property
+    def scoring_dag_id(self) -> str:
+        """Airflow DAG id of the batch-scoring DAG generated for this spec."""
+        return f"score_{self.name}"
 
     def sha256(self) -> str:
         """Content hash of the validated spec (key order and formatting do not matter)."""

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainyard.core.errors import NothingToDoError
+
 CHAMPION = "champion"
 PREVIOUS = "previous"
 
 #: MLflow error codes that mean "no such model or alias" (as opposed to a server problem).
 _NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"})
+
+
+class NoChampionError(NothingToDoError):
+    """The pipeline has no champion yet: nothing to compare against or to score with."""
 
 
 def champion_version(model_name: str) -> Any | None:

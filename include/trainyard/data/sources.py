@@ -157,7 +157,9 @@ def _parsed(
     return frame.assign(**{column: parsed})
 
 
-def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+def check_frame(
+    spec: PipelineSpec, frame: pd.DataFrame, where: str, require_target: bool = True
+) -> pd.DataFrame:
     """Check one piece of raw data against the spec's schema before it is merged with others.
 
     Any source kind can call it on what it read (a Parquet partition file today; a CSV file or a
@@ -168,6 +170,8 @@ def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataF
         spec: The schema and the task.
         frame: The rows as read.
         where: What the rows are, for messages (e.g. ``partition 2026-06-01 file s3://...``).
+        require_target: False for rows to score, whose target may be absent (when present, it
+            is still checked against the task).
 
     Returns:
         The frame, with numeric columns that arrived as text parsed into numbers and a timestamp
@@ -181,7 +185,8 @@ def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataF
     from trainyard.training.modeling import target_problem
 
     schema = spec.schema_
-    declared = [*schema.features, schema.target]
+    has_target = require_target or schema.target in frame.columns
+    declared = [*schema.features, *([schema.target] if has_target else [])]
     declared += [c for c in (schema.id_column, schema.timestamp_column) if c]
     missing = [c for c in declared if c not in frame.columns]
     if missing:
@@ -190,7 +195,7 @@ def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataF
         raise RawDataError(f"{where}: lacks declared column(s) {missing}; it has {shown}")
     for column in schema.numeric_features:
         frame = _parsed(frame, column, where, "numeric feature", _NUMBERS)
-    if spec.model.task == "regression":
+    if spec.model.task == "regression" and has_target:
         frame = _parsed(frame, schema.target, where, "target", _NUMBERS)
     if schema.timestamp_column:
         frame = _parsed(frame, schema.timestamp_column, where, "timestamp", _DATES)
@@ -200,7 +205,7 @@ def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataF
                 f"{where}: categorical feature {column!r} mixes kinds of values, e.g. "
                 f"{frame[column].dropna().drop_duplicates().head(3).tolist()}"
             )
-    problem = target_problem(spec, frame[schema.target])
+    problem = target_problem(spec, frame[schema.target]) if has_target else None
     if problem:
         raise RawDataError(f"{where}: {problem}")
     return frame
@@ -238,9 +243,17 @@ def _check_kinds(
 
 
 def read_partitions(
-    spec: PipelineSpec, settings: Settings, bucket: str, prefix: str, days: list[date]
+    spec: PipelineSpec,
+    settings: Settings,
+    bucket: str,
+    prefix: str,
+    days: list[date],
+    require_target: bool = True,
 ) -> tuple[pd.DataFrame, int]:
     """Read daily partitions ``<prefix>/date=YYYY-MM-DD/*.parquet``, checking each before merging.
+
+    ``require_target=False`` reads rows to score: the target may be absent (see
+    :func:`check_frame`).
 
     Returns:
         The concatenated rows (oldest day first) and the number of files read.
@@ -266,7 +279,7 @@ def read_partitions(
     if missing:
         raise MissingPartitionsError(f"s3://{bucket}/{prefix}/", missing)
     schema = spec.schema_
-    columns = [*schema.features, schema.target]
+    columns = list(schema.features)
     kinds: dict[str, tuple[str, str]] = {}
     frames = []
     for day in days:
@@ -281,11 +294,12 @@ def read_partitions(
                 continue
             seen[digest] = uri
             where = f"partition {day} file {uri}"
-            frame = check_frame(spec, _read_parquet_file(body, uri, day), where)
+            frame = check_frame(spec, _read_parquet_file(body, uri, day), where, require_target)
             if frame.empty:
                 log.warning("%s holds no rows; skipped", where)
                 continue
-            _check_kinds(kinds, frame, columns, where)
+            present = [c for c in (*columns, schema.target) if c in frame.columns]
+            _check_kinds(kinds, frame, present, where)
             day_frames.append(frame)
         if not day_frames:
             raise RawDataError(

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from trainyard.core.errors import DeterministicError, NothingToDoError
+from trainyard.core.errors import DeterministicError
+from trainyard.core.tracking import NoChampionError
 from trainyard.drift.evidently import ColumnDrift, Verdict
 
 if TYPE_CHECKING:
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
     from trainyard.data.snapshots import SnapshotRef, TrainingWindow
 
 log = logging.getLogger(__name__)
-
-
-class NoChampionError(NothingToDoError):
-    """The pipeline has no champion yet, so there is no reference to compare against."""
 
 
 class ReferenceUnavailableError(DeterministicError):

@@ -43,7 +43,8 @@ def _record_outcome(spec: PipelineSpec, context: dict[str, Any], action: str, me
 
 def reference(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
     """The champion's training snapshot; without a champion the run ends here, skipped."""
-    from trainyard.drift.steps import NoChampionError, champion_reference
+    from trainyard.core.tracking import NoChampionError
+    from trainyard.drift.steps import champion_reference
 
     with airflow_failures(spec, "the drift check"):
         try:
