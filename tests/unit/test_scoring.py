@@ -40,7 +40,7 @@ def test_scoring_days_end_the_offset_before_the_run_day() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d["schema"].pop("id_column"), "scoring needs schema.id_column"),
+        (lambda d: d["schema"].pop("id_column"), "needs schema.id_column"),
         (lambda d: d["scoring"].update(days=0), "field 'scoring.days'"),
         (lambda d: d["scoring"].update(output="s3://x"), "field 'scoring.output'"),
     ],

@@ -239,6 +239,56 @@ class Scoring(_Frozen):
     )
 
 
+class Labels(_Frozen):
+    """Where the true outcomes of scored rows arrive, and how late.
+
+    Labels are daily Parquet partitions ``s3://<bucket>/<prefix>/date=YYYY-MM-DD/*.parquet``
+    holding the id column and the target, dated like the rows they label. Without ``prefix``
+    they are the source's own partitions, landed again later with the target filled.
+    """
+
+    prefix: str | None = Field(
+        default=None,
+        description="Partitions of id + target; default: the source's own, re-landed.",
+    )
+    bucket: str | None = Field(
+        default=None, description="Bucket of ``prefix``; defaults to TRAINYARD_RAW_BUCKET."
+    )
+    delay_days: int = Field(
+        default=7, ge=0, le=365, description="Days after a row's date until its label is due."
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _strip_slashes(cls, value: str | None) -> str | None:
+        return value.strip("/") if value else value
+
+
+class Performance(_Frozen):
+    """Realised performance of the champion on labelled predictions, and when it has decayed."""
+
+    schedule: str | None = Field(
+        default="0 6 * * *", description="Cron of the monitor, or null for manual runs only."
+    )
+    metric: str = Field(description="The metric watched (one of ``metrics``).")
+    max_drop: float = Field(
+        gt=0,
+        description="Allowed drop from the champion's holdout value before a window breaches.",
+    )
+    drop: Literal["relative", "absolute"] = Field(
+        default="relative",
+        description="relative: max_drop is a fraction of the holdout value (0.03 = 3 %); "
+        "absolute: in the metric's unit.",
+    )
+    window_days: int = Field(default=1, ge=1, le=366, description="Days per window.")
+    min_labelled_rows: int = Field(
+        default=200, ge=1, description="Fewer labelled predictions in a window: no verdict."
+    )
+    consecutive_windows: int = Field(
+        default=1, ge=1, le=30, description="Windows in a row that must breach to call decay."
+    )
+
+
 def _unknown_method(method: str) -> str:
     return f"unknown drift method {method!r}; Evidently knows {sorted(DRIFT_METHODS)}"
 
@@ -261,6 +311,8 @@ class PipelineSpec(_Frozen):
     validation: Validation
     drift: Drift = Drift()
     scoring: Scoring | None = None
+    labels: Labels | None = None
+    performance: Performance | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -284,12 +336,29 @@ class PipelineSpec(_Frozen):
         if stray:
             raise ValueError(f"drift settings name columns that are not features: {stray}")
         self._check_drift_methods()
+        self._check_performance()
         if self.scoring is not None:
             if self.source.kind != "partitioned_parquet":
                 raise ValueError("scoring needs a partitioned source: static data has no new rows")
             if self.schema_.id_column is None:
                 raise ValueError("scoring needs schema.id_column: each prediction is logged by id")
         return self
+
+    def _check_performance(self) -> None:
+        """The monitor joins labels to logged predictions by id and watches a listed metric."""
+        if self.performance is None:
+            return
+        if self.labels is None:
+            raise ValueError("performance needs a labels section: where the outcomes arrive")
+        if self.schema_.id_column is None:
+            raise ValueError("performance needs schema.id_column: labels are joined by id")
+        if self.performance.metric not in self.metrics:
+            raise ValueError(
+                f"performance watches metric {self.performance.metric!r}, which is not listed "
+                "in 'metrics'"
+            )
+        if self.labels.prefix is None and self.source.kind != "partitioned_parquet":
+            raise ValueError("labels.prefix is required for a source that is not partitioned")
 
     def _check_drift_methods(self) -> None:
         """Each drift method must accept the kind (numeric, categorical) of its columns."""
@@ -326,7 +395,7 @@ class PipelineSpec(_Frozen):
 
     @property
     def monitoring_experiment(self) -> str:
-        """MLflow experiment holding this pipeline's monitoring runs (drift checks)."""
+        """MLflow experiment holding this pipeline's monitoring runs (drift, performance)."""
         return f"{self.name}-monitoring"
 
     @property
@@ -343,6 +412,11 @@ class PipelineSpec(_Frozen):
     def scoring_dag_id(self) -> str:
         """Airflow DAG id of the batch-scoring DAG generated for this spec."""
         return f"score_{self.name}"
+
+    @property
+    def performance_dag_id(self) -> str:
+        """Airflow DAG id of the performance monitor generated for this spec."""
+        return f"performance_{self.name}"
 
     def sha256(self) -> str:
         """Content hash of the validated spec (key order and formatting do not matter)."""
