@@ -2,18 +2,16 @@
 
 One server per module (the machine is slow): API key on (the production shape), a long poll
 period so alias moves are followed through MLflow's webhook, and a prediction log that flushes
-every ``FLUSH_ROWS`` rows. Its S3 endpoint is a TCP relay in this process, so a test can cut the
-server off from S3 (a real outage for the server) while the session's S3 stays up for the others.
+every ``FLUSH_ROWS`` rows. Its S3 endpoint is a fault proxy (tests/faults.py), so a test can cut
+the server off from S3 (a real outage for it) while the session's S3 stays up for the others.
 Polling is checked on the alias follower itself, in this process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,58 +25,13 @@ import httpx
 import pytest
 import yaml
 
+from tests.faults import FaultProxy
 from tests.support import REPO
 from trainyard_dev.services import free_ports, wait_for
 
 PIPELINE = "churn_serving"
 API_KEY = "test-key-not-a-secret"
 FLUSH_ROWS = 40
-
-
-class Relay:
-    """A TCP relay to S3 that can be cut: open connections are closed, new ones refused."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_ports(1)[0]
-        self.up = True
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def cut(self) -> None:
-        """Start the outage."""
-        self.up = False
-        with self._lock:
-            for sock in self._open:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def _accept(self) -> None:
-        while True:
-            client, _ = self._server.accept()
-            if not self.up:
-                client.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            with self._lock:
-                self._open.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            return
-        finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            with self._lock:
-                self._open.difference_update((source, sink))
 
 
 def _fit_and_register(spec: Any, days: list[date]) -> str:
@@ -130,13 +83,18 @@ def registry(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
 
 
 @pytest.fixture(scope="module")
-def relay(stack: Any) -> Relay:
-    return Relay(stack.ports.s3)
+def s3_proxy(stack: Any) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(stack.s3_url)
+    yield proxy
+    proxy.close()
 
 
 @pytest.fixture(scope="module")
 def server(
-    stack: Any, registry: dict[str, Any], relay: Relay, tmp_path_factory: pytest.TempPathFactory
+    stack: Any,
+    registry: dict[str, Any],
+    s3_proxy: FaultProxy,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Any]]:
     """``trainyard serve`` as a process: API key, webhook, log flushed every FLUSH_ROWS rows."""
     port = free_ports(1)[0]
@@ -144,7 +102,7 @@ def server(
     env = {
         **os.environ,
         "TRAINYARD_PIPELINES_DIR": str(registry["folder"]),
-        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{relay.port}",
+        "AWS_ENDPOINT_URL_S3": s3_proxy.url,
         "TRAINYARD_SERVING_API_KEY": API_KEY,
         "TRAINYARD_SERVING_POLL_SECONDS": "600",
         "TRAINYARD_SERVING_WEBHOOK_URL": f"{url}/webhooks/mlflow",
@@ -375,28 +333,24 @@ def test_predictions_reach_s3_in_the_prediction_log_layout(server, settings) -> 
     assert joined["churned"].notna().all()
 
 
-def test_an_s3_outage_keeps_serving_and_the_backlog_is_retried(server, settings, relay) -> None:
+def test_an_s3_outage_keeps_serving_and_the_backlog_is_retried(server, settings, s3_proxy) -> None:
     frame = _rows(FLUSH_ROWS + 5, date(2026, 3, 3))
     failures_before = _metric(server, "trainyard_serving_prediction_log_flush_failures_total")
-    relay.cut()
-    try:
-        with _client(server) as client:
-            response = client.post(f"/predict/{PIPELINE}", json={"records": _records(frame)})
-            assert response.status_code == 200
-            wait_for(
-                lambda: (
-                    _metric(server, "trainyard_serving_prediction_log_flush_failures_total")
-                    > failures_before
-                ),
-                "a failed flush",
-                120,
-            )
-            assert _metric(server, "trainyard_serving_prediction_log_backlog_rows") >= len(frame)
-            assert client.post(
-                f"/predict/{PIPELINE}", json={"records": _records(frame.head(2))}
-            ).is_success
-    finally:
-        relay.up = True
+    with s3_proxy.fault("refuse"), _client(server) as client:
+        response = client.post(f"/predict/{PIPELINE}", json={"records": _records(frame)})
+        assert response.status_code == 200
+        wait_for(
+            lambda: (
+                _metric(server, "trainyard_serving_prediction_log_flush_failures_total")
+                > failures_before
+            ),
+            "a failed flush",
+            120,
+        )
+        assert _metric(server, "trainyard_serving_prediction_log_backlog_rows") >= len(frame)
+        assert client.post(
+            f"/predict/{PIPELINE}", json={"records": _records(frame.head(2))}
+        ).is_success
     ids = set(frame["customer_id"])
     wait_for(lambda: ids <= set(_logged(settings)["row_id"]), "the backlog in S3", 120)
 

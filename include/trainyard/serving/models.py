@@ -182,8 +182,13 @@ class ChampionFollower:
             if current is not None and current.version == str(version.version):
                 return False
             model = load_version(spec, version)
-        except Exception:  # noqa: BLE001 (keep serving the old version; the next poll retries)
-            log.exception("could not follow the champion of %s", pipeline)
+        except Exception as error:  # noqa: BLE001 (keep serving the old version; retry later)
+            from trainyard.core.services import is_transient
+
+            if is_transient(error):  # MLflow down: one line per poll, not a traceback
+                log.warning("could not follow the champion of %s: %s", pipeline, error)
+            else:
+                log.exception("could not follow the champion of %s", pipeline)
             self._on_failure(pipeline)
             return False
         # Copy, then replace the whole mapping: readers never see it half-updated.
