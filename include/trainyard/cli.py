@@ -10,6 +10,7 @@
     trainyard run PIPELINE [--window-end D]           all steps in one process
     trainyard drift PIPELINE [--window-end D]         drift check vs the champion (no retrain)
     trainyard score PIPELINE [--date D]               batch-score partitions with the champion
+    trainyard serve [--host H] [--port P]             the model server (TRAINYARD_SERVING_*)
 
 Step commands print only their JSON result on stdout, so they chain through files; everything
 else (logs, MLflow's messages, human-readable summaries) goes to stderr. A refused input ends
@@ -280,6 +281,47 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import uvicorn
+
+    from trainyard.core.settings import ServingSettings
+    from trainyard.core.spec import load_all_specs
+    from trainyard.serving.app import create_app
+
+    settings = _settings()
+    try:
+        serving = ServingSettings.from_env()
+    except ValueError as error:
+        raise ArgumentError(str(error)) from None
+    serving = dataclasses.replace(
+        serving, host=args.host or serving.host, port=args.port or serving.port
+    )
+    specs = load_all_specs(settings.pipelines_dir)
+    if serving.pipelines:
+        unknown = sorted(set(serving.pipelines) - {spec.name for spec in specs})
+        if unknown:
+            raise ArgumentError(
+                f"TRAINYARD_SERVING_PIPELINES names unknown pipelines {unknown}; "
+                f"known: {sorted(spec.name for spec in specs)}"
+            )
+        specs = [spec for spec in specs if spec.name in serving.pipelines]
+    app = create_app(settings, serving, specs)
+    # One worker: the alias follower and the prediction log live in the process. Uvicorn turns
+    # SIGTERM into a graceful shutdown, whose last step flushes the log.
+    uvicorn.run(
+        app,
+        host=serving.host,
+        port=serving.port,
+        workers=1,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``trainyard``."""
     parser = argparse.ArgumentParser(prog="trainyard", description=__doc__.splitlines()[0])
@@ -321,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
             "(other columns, classes or task); recorded in the new version's lineage",
         )
     step("register", cmd_register, "snapshot", "validation", "training", "decision")
+    serve = commands.add_parser("serve", help="serve every pipeline's champion over HTTP")
+    serve.add_argument("--host", help="listen address (default TRAINYARD_SERVING_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (default TRAINYARD_SERVING_PORT)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 
