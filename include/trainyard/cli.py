@@ -95,11 +95,9 @@ def _window_end(args: argparse.Namespace) -> date | None:
 def _window(args: argparse.Namespace, spec: Any) -> Any:
     from trainyard.data.sources import resolve_window
 
+    now = datetime.now(UTC).replace(tzinfo=None)
     return resolve_window(
-        spec,
-        datetime.now(UTC).date(),
-        window_end=_window_end(args),
-        window_days=args.window_days,
+        spec, now.date(), window_end=_window_end(args), window_days=args.window_days, run_time=now
     )
 
 

@@ -51,7 +51,7 @@ BASE_SPEC: dict[str, Any] = {
     "description": "the bad-input corpus's pipeline",
     "tags": ["test"],
     "schedule": None,
-    "source": {"kind": "partitioned_parquet", "prefix": NAME},
+    "source": {"kind": "files", "prefix": NAME, "partitioning": "date=YYYY-MM-DD"},
     "window": {"days": 5, "end_offset_days": 1},
     "schema": {
         "numeric_features": ["tenure_months", "monthly_charges", "support_calls"],
