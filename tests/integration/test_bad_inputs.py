@@ -451,7 +451,7 @@ CASES = [
         "data-corrupt-file",
         RUN,
         "partition 2026-06-03 file {raw}/date=2026-06-03/part-0000.parquet cannot be read as "
-        "Parquet: Could not open Parquet input source the file: Parquet magic bytes not found",
+        "Parquet: Parquet magic bytes not found in footer",
         spec=_permissive,
         data=_bad_bytes(lambda good: b"this is not parquet"),
     ),

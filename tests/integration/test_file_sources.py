@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.support import REPO
+from tests.support import REPO, loans_frame
 from trainyard.core import storage
 from trainyard.core.spec import parse_spec
 from trainyard.data.snapshots import TrainingWindow, load_snapshot
@@ -104,7 +104,7 @@ def test_year_month_day_parquet_layout(settings) -> None:
     frame = load_snapshot(settings, snapshot.uri, snapshot.sha256)
     expected = pd.concat([generate_day(day, 200) for day in days], ignore_index=True)
     assert frame["customer_id"].tolist() == expected["customer_id"].tolist()
-    # Only the declared columns, in the schema's order, each with its normalised type.
+    # The declared columns first, in the schema's order, each with its normalised type.
     assert list(frame.columns) == list(spec.schema_.columns)
     assert str(frame["tenure_months"].dtype) == "float64"
     assert str(frame["churned"].dtype) == "Int64"
@@ -156,32 +156,9 @@ def test_a_malformed_csv_line_or_value_is_named(settings) -> None:
     )
 
 
-def _loans(rows: int, start: int = 0) -> pd.DataFrame:
-    import numpy as np
-
-    rng = np.random.default_rng(start)
-    income = rng.normal(50_000, 15_000, rows).round(0)
-    amount = rng.normal(20_000, 8_000, rows).round(0)
-    frame = pd.DataFrame(
-        {
-            "application_id": [f"{start + i:05d}" for i in range(rows)],
-            "income": income,
-            "loan_amount": amount,
-            "age": rng.integers(18, 80, rows),
-            "employment": rng.choice(["salaried", "self-employed", "none"], rows),
-            "region": rng.choice(["north", "south", "east", "west"], rows),
-            "decision": np.where(income - amount * 1.5 + rng.normal(0, 8000, rows) > 15000,
-                                 "approved", "declined"),
-        }
-    )  # fmt: skip
-    frame.loc[frame.index[::9], "income"] = None
-    frame.loc[frame.index[::13], "region"] = None
-    return frame
-
-
 def test_a_static_csv_file_or_folder_ignores_the_window(settings) -> None:
     spec = _example("loans_static_csv", prefix="t_loans/applications.csv")
-    _put(settings, "t_loans/applications.csv", _csv(_loans(300)))
+    _put(settings, "t_loans/applications.csv", _csv(loans_frame(300)))
     _put(settings, "t_loans/applications.csv.bak", b"not,the,file\n")
     any_window = TrainingWindow(start=DAY, end=DAY)
 
@@ -196,8 +173,8 @@ def test_a_static_csv_file_or_folder_ignores_the_window(settings) -> None:
     assert ingest(spec, settings, other_window).sha256 == snapshot.sha256
 
     folder = _example("loans_static_csv", prefix="t_loans_parts")
-    _put(settings, "t_loans_parts/a.csv", _csv(_loans(100)))
-    _put(settings, "t_loans_parts/b.csv.gz", gzip.compress(_csv(_loans(50, start=100))))
+    _put(settings, "t_loans_parts/a.csv", _csv(loans_frame(100)))
+    _put(settings, "t_loans_parts/b.csv.gz", gzip.compress(_csv(loans_frame(50, start=100))))
     parts = ingest(folder, settings, any_window)
     assert parts.rows == 150 and parts.sources == 2
 

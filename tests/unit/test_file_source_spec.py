@@ -70,7 +70,6 @@ def test_bad_layouts_say_why(pattern: str, why: str) -> None:
         (lambda d: d["source"].update(csv={"encoding": "utf-9"}), "unknown encoding 'utf-9'"),
         (lambda d: d["source"].update(csv={"header": False}), "need 'columns'"),
         (lambda d: d.update(window={"hours": 6}), "window.hours needs hourly partitions"),
-        (lambda d: d["schema"].update(dtypes={"nope": "text"}), "not declared: ['nope']"),
         (lambda d: d["schema"].update(dtypes={"region": "colour"}), "field 'schema.dtypes.region'"),
     ],
 )
@@ -127,7 +126,7 @@ def test_normalise_gives_one_type_per_column_whatever_the_file_said() -> None:
             "internet_service": ["dsl", "dsl"],
             "region": [1, 2],
             "churned": pd.array([1, None], dtype="Int64"),
-            "undeclared": ["dropped", "dropped"],
+            "undeclared": ["kept", "kept"],
         }
     )
     from_csv = from_parquet.astype(str).replace({"None": None, "<NA>": None, "nan": None})
@@ -135,7 +134,7 @@ def test_normalise_gives_one_type_per_column_whatever_the_file_said() -> None:
     from_csv["churned"] = [1.0, float("nan")]
     a, b = normalise(spec, from_parquet, "p"), normalise(spec, from_csv, "c")
     pd.testing.assert_frame_equal(a, b)
-    assert list(a.columns) == list(spec.schema_.columns)
+    assert list(a.columns) == [*spec.schema_.columns, "undeclared"]
     assert a["region"].tolist() == ["1", "2"] and a["contract"].tolist() == ["a", None]
 
 
@@ -155,3 +154,32 @@ def test_example_specs_load_and_pass_preflight() -> None:
     assert {s.source.kind for s in specs} >= {"files"}
     for spec in specs:
         preflight(spec, EXAMPLES / f"{spec.name}.yaml")
+
+
+def _sql(**source: object) -> dict:
+    data = yaml.safe_load((EXAMPLES / "churn_sql.yaml").read_text())
+    data["source"].update(source)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ({"conn_id": "warehouse"}, "set exactly one of url_env and conn_id"),
+        ({"url_env": None}, "set exactly one of url_env and conn_id"),
+        ({"url_env": "lower-case"}, "field 'source.sql.url_env'"),
+        ({"query": "SELECT * FROM t WHERE ts >= :window_start"}, "query names :window_start only"),
+        ({"chunk_rows": 10}, "field 'source.sql.chunk_rows'"),
+    ],
+)
+def test_invalid_sql_sources_name_the_field(source: dict, expected: str) -> None:
+    with pytest.raises(SpecError, match="churn_sql.yaml") as error:
+        parse_spec(_sql(**source), Path("churn_sql.yaml"))
+    assert expected in str(error.value)
+
+
+def test_a_sql_query_without_bounds_is_static_and_casts_are_not_bounds() -> None:
+    windowed = parse_spec(_sql(), Path("churn_sql.yaml")).source
+    assert windowed.windowed
+    static = parse_spec(_sql(query="SELECT a::text, b FROM t"), Path("churn_sql.yaml")).source
+    assert not static.windowed

@@ -56,6 +56,13 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+#: The endings of the data files of each format; other files under a prefix are ignored.
+FILE_SUFFIXES = {
+    "parquet": (".parquet",),
+    "csv": (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz"),
+}
+
+
 class CsvOptions(_Frozen):
     """How CSV files are parsed (``source.format: csv``)."""
 
@@ -136,9 +143,47 @@ class FilesSource(_Frozen):
     @property
     def suffixes(self) -> tuple[str, ...]:
         """File names read (others, such as ``_SUCCESS`` markers, are ignored)."""
-        if self.format == "parquet":
-            return (".parquet",)
-        return (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
+        return FILE_SUFFIXES[self.format]
+
+
+_BOUND = re.compile(r"(?<![:\w]):(window_start|window_end)\b")
+
+
+class SqlSource(_Frozen):
+    """Rows of a SQL query, by a SQLAlchemy URL from the environment or an Airflow connection.
+
+    A windowed query names the bound parameters ``:window_start`` (included) and ``:window_end``
+    (excluded) and gets the run's window only through them; a query naming neither is static
+    (the window is ignored). Rows are read ``chunk_rows`` at a time through a server-side cursor.
+    """
+
+    kind: Literal["sql"]
+    url_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable holding the SQLAlchemy URL (credentials stay out of "
+        "the spec).",
+    )
+    conn_id: str | None = Field(default=None, description="Airflow connection id instead.")
+    query: str = Field(min_length=1)
+    chunk_rows: int = Field(default=100_000, ge=1000, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _one_connection_and_both_bounds(self) -> SqlSource:
+        if (self.url_env is None) == (self.conn_id is None):
+            raise ValueError("set exactly one of url_env and conn_id")
+        named = set(_BOUND.findall(self.query))
+        if len(named) == 1:
+            raise ValueError(
+                f"query names :{named.pop()} only; a windowed query needs both :window_start "
+                "and :window_end (a static query neither)"
+            )
+        return self
+
+    @property
+    def windowed(self) -> bool:
+        """Whether the query reads a window (it names the bound parameters)."""
+        return bool(_BOUND.search(self.query))
 
 
 class SklearnDatasetSource(_Frozen):
@@ -148,7 +193,7 @@ class SklearnDatasetSource(_Frozen):
     dataset: Literal["breast_cancer", "wine", "iris", "diabetes"]
 
 
-Source = Annotated[FilesSource | SklearnDatasetSource, Field(discriminator="kind")]
+Source = Annotated[FilesSource | SqlSource | SklearnDatasetSource, Field(discriminator="kind")]
 
 
 def _legacy_source(value: object) -> object:
@@ -192,10 +237,10 @@ class Schema(_Frozen):
     timestamp_column: str | None = None
     dtypes: dict[str, ColumnType] = Field(
         default_factory=dict,
-        description="Column -> type every source's values are normalised to, overriding the "
-        "default of the column's role (numeric feature: number; categorical feature and id: "
-        "text; timestamp: timestamp; target: number for regression, the classes' own kind "
-        "for classification).",
+        description="Column -> type every source's values are normalised to (any column, "
+        "declared or not), overriding the default of the column's role (numeric feature: "
+        "number; categorical feature and id: text; timestamp: timestamp; target: number for "
+        "regression, the classes' own kind for classification).",
     )
 
     @model_validator(mode="after")
@@ -210,9 +255,6 @@ class Schema(_Frozen):
             column = getattr(self, role)
             if column is not None and column in features:
                 raise ValueError(f"{role} {column!r} is also listed as a feature")
-        stray = sorted(set(self.dtypes) - set(self.columns))
-        if stray:
-            raise ValueError(f"dtypes names columns that are not declared: {stray}")
         return self
 
     @property
@@ -359,8 +401,12 @@ class PipelineSpec(_Frozen):
     @model_validator(mode="after")
     def _check_consistency(self) -> PipelineSpec:
         layout = getattr(self.source, "layout", None)
-        if self.window.hours is not None and not (layout and layout.hourly):
-            raise ValueError("window.hours needs hourly partitions (source.partitioning with HH)")
+        hourly = (layout and layout.hourly) or getattr(self.source, "windowed", False)
+        if self.window.hours is not None and not hourly:
+            raise ValueError(
+                "window.hours needs hourly partitions (source.partitioning with HH) or a "
+                "windowed SQL query"
+            )
         allowed = metrics_for(self.model.task)
         unknown = [m for m in self.metrics if m not in allowed]
         if unknown:

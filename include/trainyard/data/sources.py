@@ -193,7 +193,9 @@ def _timestamps(values: pd.Series) -> pd.Series:
 
 
 def column_types(spec: PipelineSpec) -> dict[str, ColumnType | None]:
-    """The type each declared column is normalised to (None: the classes' own kind).
+    """The type each declared column (and each in ``schema.dtypes``) is normalised to.
+
+    None means the classes' own kind (a classification target).
 
     Defaults by role, overridden by ``schema.dtypes``: numeric features are numbers, categorical
     features and the id are text, the timestamp is a timestamp, a regression target is a number;
@@ -209,7 +211,10 @@ def column_types(spec: PipelineSpec) -> dict[str, ColumnType | None]:
         types[schema.id_column] = "text"
     if schema.timestamp_column:
         types[schema.timestamp_column] = "timestamp"
-    return {column: schema.dtypes.get(column, types[column]) for column in schema.columns}
+    return {
+        **{column: schema.dtypes.get(column, types[column]) for column in schema.columns},
+        **schema.dtypes,
+    }
 
 
 _TRUTH = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
@@ -253,10 +258,12 @@ def _as_type(values: pd.Series, kind: ColumnType | None, where: str, column: str
 
 
 def normalise(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    """The declared columns only, in the schema's order, each with its normalised type.
+    """Every column with one type, declared columns first in the schema's order.
 
-    Whatever the file format (Parquet keeps types, CSV has only text), the same rows then give
-    the same frame and the same snapshot bytes.
+    Declared columns (and any named in ``schema.dtypes``) get their type from
+    :func:`column_types`; other columns keep the kind they were read with, numbers as float64,
+    dates as timestamps, anything else as text. So the same rows give the same frame and the
+    same snapshot bytes whatever the file format (Parquet keeps types, CSV has only text).
 
     Args:
         spec: The schema and its ``dtypes``.
@@ -271,12 +278,25 @@ def normalise(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataFra
     """
     import pandas as pd
 
+    types = column_types(spec)
+    undeclared = [column for column in frame.columns if column not in types]
+    for column in undeclared:
+        types[column] = _UNDECLARED.get(column_kind(frame[column]), "text")
     return pd.DataFrame(
         {
-            column: _as_type(frame[column], kind, where, column).reset_index(drop=True)
-            for column, kind in column_types(spec).items()
+            str(column): _as_type(frame[column], kind, where, column).reset_index(drop=True)
+            for column, kind in types.items()
         }
     )
+
+
+#: The type of a column the schema does not declare, by the kind of values it was read with.
+_UNDECLARED: dict[str, ColumnType] = {
+    "number": "number",
+    "empty": "number",
+    "boolean": "boolean",
+    "date": "timestamp",
+}
 
 
 def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -332,8 +352,8 @@ def _first_line(error: BaseException) -> str:
     return (str(error).replace("'<Buffer>'", "the file").strip().splitlines() or [""])[0]
 
 
-def _parquet_pieces(body: bytes, where: str, columns: list[str]) -> Iterator[pd.DataFrame]:
-    """The declared columns of a Parquet file, in record batches (all of them if it has none)."""
+def _parquet_pieces(body: bytes, where: str) -> Iterator[pd.DataFrame]:
+    """The rows of a Parquet file, in record batches (one empty frame if it has none)."""
     import io
 
     import pyarrow as pa
@@ -341,11 +361,10 @@ def _parquet_pieces(body: bytes, where: str, columns: list[str]) -> Iterator[pd.
 
     try:
         parquet = pq.ParquetFile(io.BytesIO(body))
-        present = [c for c in parquet.schema_arrow.names if c in columns]
         if parquet.metadata.num_rows == 0:
             yield parquet.schema_arrow.empty_table().to_pandas()
             return
-        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS, columns=present):
+        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
             yield pa.Table.from_batches([batch]).to_pandas()
     except (pa.ArrowException, OSError) as error:
         raise RawDataError(f"{where} cannot be read as Parquet: {_first_line(error)}") from None
@@ -354,7 +373,7 @@ def _parquet_pieces(body: bytes, where: str, columns: list[str]) -> Iterator[pd.
 def _csv_pieces(
     body: bytes, where: str, uri: str, spec: PipelineSpec, options: CsvOptions
 ) -> Iterator[pd.DataFrame]:
-    """The declared columns of a CSV file, in chunks of rows.
+    """The rows of a CSV file, in chunks.
 
     Text columns (categorical features, the id, ``dtypes: text``) are read as text, so ``007``
     stays ``007``; the others are parsed by pandas and normalised afterwards.
@@ -364,7 +383,6 @@ def _csv_pieces(
 
     import pandas as pd
 
-    declared = set(spec.schema_.columns)
     text = {c: str for c, kind in column_types(spec).items() if kind == "text"}
     compression = options.compression
     if compression == "infer":
@@ -381,10 +399,8 @@ def _csv_pieces(
             chunksize=CHUNK_ROWS,
             quoting=csv.QUOTE_MINIMAL,
         )
-        # Not usecols: with it, pandas no longer refuses a line with too many fields.
         with reader:
-            for chunk in reader:
-                yield chunk[[c for c in chunk.columns if c in declared]]
+            yield from reader
     except pd.errors.EmptyDataError:
         return
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as error:
@@ -397,7 +413,7 @@ def _file_pieces(
 ) -> Iterator[pd.DataFrame]:
     if source.format == "csv":
         return _csv_pieces(body, where, uri, spec, source.csv)
-    return _parquet_pieces(body, where, list(spec.schema_.columns))
+    return _parquet_pieces(body, where)
 
 
 def _check_kinds(
@@ -546,6 +562,29 @@ def read_static_files(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFr
     return merger.merged(), len(keys)
 
 
+def read_sql(spec: PipelineSpec, window: TrainingWindow) -> tuple[pd.DataFrame, int]:
+    """Read a SQL source's rows for the window, checking and normalising chunk by chunk.
+
+    Returns:
+        The rows and 1 (one query).
+
+    Raises:
+        trainyard.data.sql.SqlSourceError: The connection is not configured, or the database
+            refuses the query.
+        RawDataError: A chunk lacks a declared column or holds a value that does not parse,
+            naming the query, the chunk's rows, the column and the value.
+    """
+    from trainyard.data import sql
+
+    merger = _Merger(spec)
+    first = 1
+    for chunk in sql.read_chunks(spec.source, window):
+        where = f"{sql.describe(spec.source)} rows {first}-{first + len(chunk) - 1}"
+        merger.add(chunk, where)
+        first += len(chunk)
+    return merger.merged(), 1
+
+
 def read_sklearn_dataset(name: str) -> pd.DataFrame:
     """Load a dataset bundled with scikit-learn, with snake_case column names and ``target``."""
     from sklearn import datasets
@@ -570,6 +609,8 @@ def read_window(
         The checked, normalised rows and the number of source files (1 for a bundled dataset).
     """
     source = spec.source
+    if source.kind == "sql":
+        return read_sql(spec, window)
     if source.kind == "sklearn_dataset":
         merger = _Merger(spec)
         merger.add(read_sklearn_dataset(source.dataset), f"scikit-learn dataset {source.dataset!r}")

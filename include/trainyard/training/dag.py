@@ -26,6 +26,11 @@ def source_description(spec: PipelineSpec) -> str:
     source, window = spec.source, spec.window
     if source.kind == "sklearn_dataset":
         return f"scikit-learn dataset `{source.dataset}` (static; the window is ignored)"
+    if source.kind == "sql":
+        if not source.windowed:
+            return "a SQL query (static; the window is ignored)"
+        span = f"{window.hours} hours" if window.hours is not None else f"{window.days} days"
+        return f"a SQL query windowed by `:window_start` / `:window_end`; window {span}"
     where = f"{source.format} files under `{source.prefix}/`"
     if source.layout is None:
         return f"{where} (static; the window is ignored)"
