@@ -10,6 +10,7 @@
     trainyard register PIPELINE --snapshot ... --validation ... --training ... --decision ...
     trainyard run PIPELINE [--window-end D]           all steps in one process
     trainyard drift PIPELINE [--window-end D]         drift check vs the champion (no retrain)
+    trainyard serve [--host H] [--port P]             the model server (TRAINYARD_SERVING_*)
 
 Step commands print only their JSON result on stdout, so they chain through files; everything
 else (logs, MLflow's messages, human-readable summaries) goes to stderr. A refused input ends
@@ -28,10 +29,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from trainyard.core.errors import DeterministicError, NothingToDoError
+from trainyard.core.errors import DeterministicError, NothingToDoError, ServiceUnavailableError
+from trainyard.core.services import EXIT_UNAVAILABLE, service_errors
 
-#: Exit codes: a data-quality verdict, an unexpected error (S3, MLflow, a bug), and an input
-#: refused before any work.
+#: Exit codes: a data-quality verdict, an unexpected error (a bug), an input refused before any
+#: work, and S3 or MLflow unavailable (``trainyard.core.services.EXIT_UNAVAILABLE``: try later).
 EXIT_VALIDATION_FAILED = 1
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
@@ -282,6 +284,47 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import uvicorn
+
+    from trainyard.core.settings import ServingSettings
+    from trainyard.core.spec import load_all_specs
+    from trainyard.serving.app import create_app
+
+    settings = _settings()
+    try:
+        serving = ServingSettings.from_env()
+    except ValueError as error:
+        raise ArgumentError(str(error)) from None
+    serving = dataclasses.replace(
+        serving, host=args.host or serving.host, port=args.port or serving.port
+    )
+    specs = load_all_specs(settings.pipelines_dir)
+    if serving.pipelines:
+        unknown = sorted(set(serving.pipelines) - {spec.name for spec in specs})
+        if unknown:
+            raise ArgumentError(
+                f"TRAINYARD_SERVING_PIPELINES names unknown pipelines {unknown}; "
+                f"known: {sorted(spec.name for spec in specs)}"
+            )
+        specs = [spec for spec in specs if spec.name in serving.pipelines]
+    app = create_app(settings, serving, specs)
+    # One worker: the alias follower and the prediction log live in the process. Uvicorn turns
+    # SIGTERM into a graceful shutdown, whose last step flushes the log.
+    uvicorn.run(
+        app,
+        host=serving.host,
+        port=serving.port,
+        workers=1,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``trainyard``."""
     parser = argparse.ArgumentParser(prog="trainyard", description=__doc__.splitlines()[0])
@@ -329,6 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
             "(other columns, classes or task); recorded in the new version's lineage",
         )
     step("register", cmd_register, "snapshot", "validation", "training", "decision")
+    serve = commands.add_parser("serve", help="serve every pipeline's champion over HTTP")
+    serve.add_argument("--host", help="listen address (default TRAINYARD_SERVING_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (default TRAINYARD_SERVING_PORT)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -337,8 +384,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         0 on success (or nothing to do), 1 for a failed data validation or an unexpected error
-        (S3, MLflow, a bug), 2 for input refused before any work. Errors print one line (a few
-        for a list of problems) and no traceback unless ``--debug`` is given.
+        (a bug), 2 for input refused before any work, 3 when S3 or MLflow is unavailable (after
+        bounded client retries; running it again later may succeed). Errors print one line (a
+        few for a list of problems) and no traceback unless ``--debug`` is given.
     """
     from trainyard.data.validation import ValidationFailed
 
@@ -349,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out = sys.stdout
     try:
         # Libraries (MLflow's "View run ...") print to stdout; only results go there.
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), service_errors(_settings()):
             return args.func(args)
     except NothingToDoError as error:
         print(f"trainyard: {error}", file=sys.stderr)
@@ -362,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"trainyard: {error}", file=sys.stderr)
         return EXIT_REFUSED
+    except ServiceUnavailableError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"trainyard: {error}; try again later", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except Exception as error:  # noqa: BLE001 (the one place that turns any error into a line)
         if args.debug:
             traceback.print_exc()
