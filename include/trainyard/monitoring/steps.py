@@ -378,7 +378,8 @@ def champion_baseline(spec: PipelineSpec) -> Baseline:
 def read_labels(spec: PipelineSpec, settings: Settings, days: list[date]) -> pd.DataFrame:
     """``row_id`` and ``label`` of the labelled rows of those days (later copies win).
 
-    A day whose labels have not landed yet simply contributes none.
+    Labels are Parquet: the source's own partitions (its layout), or ``labels.prefix`` with
+    ``date=YYYY-MM-DD`` folders. A day whose labels have not landed yet contributes none.
     """
     import io
 
@@ -386,14 +387,18 @@ def read_labels(spec: PipelineSpec, settings: Settings, days: list[date]) -> pd.
     import pyarrow.parquet as pq
 
     from trainyard.core import storage
+    from trainyard.data.layouts import Layout
     from trainyard.data.sources import raw_bucket
 
     labels, schema = spec.labels, spec.schema_
     bucket = labels.bucket or raw_bucket(spec, settings)
-    prefix = labels.prefix or spec.source.prefix
+    if labels.prefix:
+        prefix, layout = labels.prefix, Layout("date=YYYY-MM-DD")
+    else:
+        prefix, layout = spec.source.prefix, spec.source.layout
     frames = []
     for day in days:
-        for key in storage.list_keys(settings, bucket, f"{prefix}/date={day:%Y-%m-%d}/"):
+        for key in storage.list_keys(settings, bucket, f"{prefix}/{layout.day_folder(day)}"):
             if not key.endswith(".parquet"):
                 continue
             body = storage.get_bytes(settings, f"s3://{bucket}/{key}")

@@ -222,12 +222,11 @@ def batch(spec: PipelineSpec, settings: Settings, day: date) -> SnapshotRef:
             or a feature holds values of the wrong type; naming the file, column and a value.
     """
     from trainyard.data.snapshots import TrainingWindow, write_snapshot
-    from trainyard.data.sources import raw_bucket, read_partitions
+    from trainyard.data.sources import read_partitions
 
-    frame, sources = read_partitions(
-        spec, settings, raw_bucket(spec, settings), spec.source.prefix, [day], require_target=False
-    )
-    return write_snapshot(settings, spec.name, frame, TrainingWindow(start=day, end=day), sources)
+    window = TrainingWindow(start=day, end=day)
+    frame, sources = read_partitions(spec, settings, window, require_target=False)
+    return write_snapshot(settings, spec.name, frame, window, sources)
 
 
 def validate(spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef) -> Any:
