@@ -1,4 +1,6 @@
-"""MLflow: the champion lookup, alias moves and finding a finished run again.
+"""MLflow: the champion lookup, telling transient errors apart, finding a finished run again.
+
+Aliases move only through :func:`trainyard.governance.aliases.move` (audited).
 
 The tracking server comes from ``MLFLOW_TRACKING_URI`` (and ``MLFLOW_TRACKING_USERNAME`` /
 ``MLFLOW_TRACKING_PASSWORD`` when it has auth); MLflow reads them itself. MLflow is imported
@@ -29,22 +31,14 @@ def champion_version(model_name: str) -> Any | None:
         raise
 
 
-def promote(model_name: str, version: str) -> str | None:
-    """Make ``version`` the champion; the champion it replaces becomes ``previous``.
+def is_transient(error: Exception) -> bool:
+    """A network or server error (worth retrying), as opposed to e.g. a model that does not load."""
+    import requests
+    from mlflow.exceptions import MlflowException
 
-    Returns:
-        The version that was champion before, or None (none, or it already was this version).
-    """
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    current = champion_version(model_name)
-    if current is not None and current.version == version:
-        return None
-    if current is not None:
-        client.set_registered_model_alias(model_name, PREVIOUS, current.version)
-    client.set_registered_model_alias(model_name, CHAMPION, version)
-    return current.version if current is not None else None
+    if isinstance(error, requests.exceptions.RequestException):
+        return True
+    return isinstance(error, MlflowException) and error.get_http_status_code() >= 500
 
 
 def find_finished_run(experiment_id: str, tags: dict[str, str]) -> Any | None:

@@ -138,16 +138,6 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _is_transient(error: Exception) -> bool:
-    """A network or server error (retry the step), as opposed to a model that does not load."""
-    import requests
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(error, requests.exceptions.RequestException):
-        return True
-    return isinstance(error, MlflowException) and error.get_http_status_code() >= 500
-
-
 def split_mismatch(spec: PipelineSpec, champion_params: dict[str, str]) -> str:
     """A warning when the champion was trained with other split settings than this run's.
 
@@ -300,10 +290,12 @@ def _score_champion(
     """
     import mlflow
 
+    from trainyard.core.tracking import is_transient
+
     try:
         model = mlflow.sklearn.load_model(model_uri)
     except Exception as error:
-        if _is_transient(error):
+        if is_transient(error):
             raise
         return None, _first_line("loading it failed", error)
     incompatible = champion_incompatibility(spec, model, challenger, holdout)
@@ -423,6 +415,8 @@ def run(
     log.info("%s", decision.summary())
     registration = None
     if decision.passed:
-        registration = registry.register(spec, snapshot, report, trained, decision, context)
+        registration = registry.register(
+            spec, settings, snapshot, report, trained, decision, context
+        )
     champion = champion_version(spec.registered_model_name)
     return outcome(spec, snapshot, trained, decision, registration, champion and champion.version)
