@@ -31,10 +31,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from trainyard.core.errors import DeterministicError, NothingToDoError
+from trainyard.core.errors import DeterministicError, NothingToDoError, ServiceUnavailableError
+from trainyard.core.services import EXIT_UNAVAILABLE, service_errors
 
-#: Exit codes: a data-quality verdict, an unexpected error (S3, MLflow, a bug), and an input
-#: refused before any work.
+#: Exit codes: a data-quality verdict, an unexpected error (a bug), an input refused before any
+#: work, and S3 or MLflow unavailable (``trainyard.core.services.EXIT_UNAVAILABLE``: try later).
 EXIT_VALIDATION_FAILED = 1
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
@@ -363,8 +364,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         0 on success (or nothing to do), 1 for a failed data validation or an unexpected error
-        (S3, MLflow, a bug), 2 for input refused before any work. Errors print one line (a few
-        for a list of problems) and no traceback unless ``--debug`` is given.
+        (a bug), 2 for input refused before any work, 3 when S3 or MLflow is unavailable (after
+        bounded client retries; running it again later may succeed). Errors print one line (a
+        few for a list of problems) and no traceback unless ``--debug`` is given.
     """
     from trainyard.data.validation import ValidationFailed
 
@@ -375,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out = sys.stdout
     try:
         # Libraries (MLflow's "View run ...") print to stdout; only results go there.
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), service_errors(_settings()):
             return args.func(args)
     except NothingToDoError as error:
         print(f"trainyard: {error}", file=sys.stderr)
@@ -388,6 +390,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"trainyard: {error}", file=sys.stderr)
         return EXIT_REFUSED
+    except ServiceUnavailableError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"trainyard: {error}; try again later", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except Exception as error:  # noqa: BLE001 (the one place that turns any error into a line)
         if args.debug:
             traceback.print_exc()

@@ -120,16 +120,21 @@ def airflow_failures(spec: PipelineSpec, what: str = "run") -> Iterator[None]:
       else fail; never retried (they will not appear by retrying at once);
     - nothing to do (no champion yet): skip;
     - any other deterministic error (spec, suite, data, estimator): fail without retries;
-    - everything else (S3, MLflow, network) propagates and is retried with backoff.
+    - S3 or MLflow unreachable (after bounded client retries, see
+      :mod:`trainyard.core.services`): one line naming the service, retried with backoff;
+    - everything else propagates and is retried with backoff.
 
     Args:
         spec: The pipeline (its missing-partitions policy).
         what: What a skip skips, for the message.
     """
+    from trainyard.core.services import service_errors
+    from trainyard.core.settings import Settings
     from trainyard.data.sources import MissingPartitionsError
 
     try:
-        yield
+        with service_errors(Settings.from_env()):
+            yield
     except MissingPartitionsError as error:
         if getattr(spec.source, "on_missing_partitions", "fail") == "skip":
             raise AirflowSkipException(f"skipping {what}: {error}") from error

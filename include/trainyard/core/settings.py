@@ -15,6 +15,11 @@ The embedded stack, the production-shape run and docker-compose all set the same
   (default: ``include/pipelines`` and ``include/expectations`` next to the package).
 - ``TRAINYARD_GIT_COMMIT``: the code version recorded in lineage when there is no git checkout
   (the Docker image sets it at build time).
+- ``TRAINYARD_SERVICE_TIMEOUT`` (seconds, default 30) / ``TRAINYARD_SERVICE_RETRIES`` (default 2):
+  how long one S3 or MLflow request may wait for an answer and how often it is retried before
+  the step fails as "unavailable" (then Airflow's task retries take over). For MLflow they are
+  defaults of ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, which win
+  when set.
 - ``TRAINYARD_TRAINING_QUEUE``: Celery queue of the ``train`` tasks (unset: Airflow's default
   queue), so training can run on its own pool of workers.
 """
@@ -44,6 +49,8 @@ class Settings:
     expectations_dir: Path = _INCLUDE_DIR / "expectations"
     training_queue: str | None = None
     git_commit: str | None = None
+    service_timeout_seconds: int = 30
+    service_retries: int = 2
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +77,8 @@ class Settings:
             ),
             training_queue=env.get("TRAINYARD_TRAINING_QUEUE") or None,
             git_commit=env.get("TRAINYARD_GIT_COMMIT") or None,
+            service_timeout_seconds=int(env.get("TRAINYARD_SERVICE_TIMEOUT") or 30),
+            service_retries=int(env.get("TRAINYARD_SERVICE_RETRIES") or 2),
         )
 
     @property

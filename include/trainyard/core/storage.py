@@ -46,7 +46,14 @@ class S3Uri:
 
 
 @cache
-def _client(endpoint_url: str | None, region: str, key_id: str | None, secret: str | None) -> Any:
+def _client(
+    endpoint_url: str | None,
+    region: str,
+    key_id: str | None,
+    secret: str | None,
+    timeout_seconds: int,
+    retries: int,
+) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -57,7 +64,14 @@ def _client(endpoint_url: str | None, region: str, key_id: str | None, secret: s
     return session.client(
         "s3",
         endpoint_url=endpoint_url,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
+        # Bounded: botocore's defaults (60 s connect and read timeouts, 5 attempts) keep a step
+        # waiting minutes on an S3 that is down or hung. Connecting to a live endpoint takes
+        # milliseconds; reads may legitimately wait longer (a large object, a busy server).
+        config=Config(
+            connect_timeout=min(5, timeout_seconds),
+            read_timeout=timeout_seconds,
+            retries={"total_max_attempts": retries + 1, "mode": "standard"},
+        ),
     )
 
 
@@ -65,13 +79,16 @@ def client(settings: Settings) -> Any:
     """A boto3 S3 client for the settings' endpoint and credentials (cached per both).
 
     Keys come from the settings (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``) when set,
-    else from boto3's usual chain (profile, instance role, ...).
+    else from boto3's usual chain (profile, instance role, ...). Timeouts and retries are the
+    settings' ``service_timeout_seconds`` / ``service_retries``.
     """
     return _client(
         settings.s3_endpoint_url,
         settings.region,
         settings.s3_access_key_id,
         settings.s3_secret_access_key,
+        settings.service_timeout_seconds,
+        settings.service_retries,
     )
 
 

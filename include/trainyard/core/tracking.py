@@ -1,4 +1,4 @@
-"""MLflow: the champion lookup, telling transient errors apart, finding a finished run again.
+"""MLflow: the champion lookup and finding a finished run again.
 
 Aliases move only through :func:`trainyard.governance.aliases.move` (audited).
 
@@ -29,16 +29,6 @@ def champion_version(model_name: str) -> Any | None:
         if error.error_code in _NOT_FOUND:
             return None
         raise
-
-
-def is_transient(error: Exception) -> bool:
-    """A network or server error (worth retrying), as opposed to e.g. a model that does not load."""
-    import requests
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(error, requests.exceptions.RequestException):
-        return True
-    return isinstance(error, MlflowException) and error.get_http_status_code() >= 500
 
 
 def find_finished_run(experiment_id: str, tags: dict[str, str]) -> Any | None:

@@ -126,7 +126,7 @@ def check(
             ReferenceRef.model_validate(reference),
             SnapshotRef.model_validate(snapshot),
         )
-    mlflow_run_id = log_check(spec, settings, summary, run_context(context))
+        mlflow_run_id = log_check(spec, settings, summary, run_context(context))
     log.info("%s", summary.describe())
     log.info("drift summary: %s", summary.summary_uri)
     log.info("drift report : %s", summary.report_uri or "(none: insufficient data)")
@@ -142,18 +142,19 @@ def decide(spec: PipelineSpec, summary: dict[str, Any], context: dict[str, Any])
     dag_run = context["dag_run"]
     # Asked of Airflow through the Task SDK (tasks cannot query the metadata DB directly).
     active = context["ti"].get_dr_count(dag_id=spec.training_dag_id, states=ACTIVE_STATES)
-    decision = policy.decide(
-        summary,
-        now=dag_run.run_after,
-        cooldown_hours=spec.drift.cooldown_hours,
-        last_retrain=ledger.last_retrain(settings, spec.name),
-        active_training_runs=active,
-        drift_run_id=dag_run.run_id,
-        training_dag_id=spec.training_dag_id,
-        force=bool(context["params"].get("force")),
-    )
-    uri = ledger.write_decision(settings, decision)
-    _tag_mlflow_run(summary.get("mlflow_run_id"), decision.action, decision.message)
+    with airflow_failures(spec):
+        decision = policy.decide(
+            summary,
+            now=dag_run.run_after,
+            cooldown_hours=spec.drift.cooldown_hours,
+            last_retrain=ledger.last_retrain(settings, spec.name),
+            active_training_runs=active,
+            drift_run_id=dag_run.run_id,
+            training_dag_id=spec.training_dag_id,
+            force=bool(context["params"].get("force")),
+        )
+        uri = ledger.write_decision(settings, decision)
+        _tag_mlflow_run(summary.get("mlflow_run_id"), decision.action, decision.message)
     if decision.action.startswith("suppressed"):
         log.warning("%s", decision.message)
     else:
@@ -183,7 +184,8 @@ def record(spec: PipelineSpec, decision: dict[str, Any]) -> dict[str, Any]:
     from trainyard.drift.policy import RetrainDecision, record_from
 
     entry = record_from(RetrainDecision.model_validate(decision), spec.drift_dag_id)
-    uri = record_retrain(Settings.from_env(), spec.name, entry)
+    with airflow_failures(spec):
+        uri = record_retrain(Settings.from_env(), spec.name, entry)
     log.info(
         "retrain %s of %s recorded in %s; cooldown %sh from %s",
         entry.training_run_id,

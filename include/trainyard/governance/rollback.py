@@ -96,7 +96,7 @@ def _check_loads(model_name: str, version: str) -> None:
     """Load the target model; refuse the rollback when its artifact is missing or broken."""
     import mlflow
 
-    from trainyard.core.tracking import is_transient
+    from trainyard.core.services import is_transient
 
     try:
         mlflow.sklearn.load_model(f"models:/{model_name}/{version}")

@@ -128,12 +128,9 @@ def register(
 
 
 def _existing_version(client: Any, name: str, run_id: str, fingerprint: str) -> Any | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        versions = client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return None
+    # A model not registered yet has no versions (an empty answer, not an error); any error here
+    # propagates, since "no existing version" would register a duplicate.
+    versions = client.search_model_versions(f"name = '{name}'")
     for version in sorted(versions, key=lambda v: int(v.version)):
         if version.run_id == run_id or version.tags.get("fingerprint") == fingerprint:
             return version

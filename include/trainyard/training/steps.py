@@ -290,7 +290,7 @@ def _score_champion(
     """
     import mlflow
 
-    from trainyard.core.tracking import is_transient
+    from trainyard.core.services import is_transient
 
     try:
         model = mlflow.sklearn.load_model(model_uri)

@@ -152,7 +152,8 @@ def report(
     from trainyard.training.registry import Registration
     from trainyard.training.steps import TrainingResult
 
-    champion = champion_version(spec.registered_model_name)
+    with airflow_failures(spec):
+        champion = champion_version(spec.registered_model_name)
     result = outcome(
         spec,
         SnapshotRef.model_validate(snapshot),
