@@ -12,6 +12,7 @@
     trainyard history PIPELINE [--json]               the model's alias moves (audit trail)
     trainyard rollback PIPELINE [--to N] --reason R   make an earlier version champion again
     trainyard restore-aliases PIPELINE --reason R     rebuild the aliases from the audit trail
+    trainyard serve [--host H] [--port P]             the model server (TRAINYARD_SERVING_*)
 
 Step commands print only their JSON result on stdout, so they chain through files; everything
 else (logs, MLflow's messages, human-readable summaries) goes to stderr. A refused input ends
@@ -304,6 +305,47 @@ def cmd_restore_aliases(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import uvicorn
+
+    from trainyard.core.settings import ServingSettings
+    from trainyard.core.spec import load_all_specs
+    from trainyard.serving.app import create_app
+
+    settings = _settings()
+    try:
+        serving = ServingSettings.from_env()
+    except ValueError as error:
+        raise ArgumentError(str(error)) from None
+    serving = dataclasses.replace(
+        serving, host=args.host or serving.host, port=args.port or serving.port
+    )
+    specs = load_all_specs(settings.pipelines_dir)
+    if serving.pipelines:
+        unknown = sorted(set(serving.pipelines) - {spec.name for spec in specs})
+        if unknown:
+            raise ArgumentError(
+                f"TRAINYARD_SERVING_PIPELINES names unknown pipelines {unknown}; "
+                f"known: {sorted(spec.name for spec in specs)}"
+            )
+        specs = [spec for spec in specs if spec.name in serving.pipelines]
+    app = create_app(settings, serving, specs)
+    # One worker: the alias follower and the prediction log live in the process. Uvicorn turns
+    # SIGTERM into a graceful shutdown, whose last step flushes the log.
+    uvicorn.run(
+        app,
+        host=serving.host,
+        port=serving.port,
+        workers=1,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``trainyard``."""
     parser = argparse.ArgumentParser(prog="trainyard", description=__doc__.splitlines()[0])
@@ -356,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("pipeline")
     restore.add_argument("--reason", required=True, help="why; kept in the audit trail")
     restore.set_defaults(func=cmd_restore_aliases)
+    serve = commands.add_parser("serve", help="serve every pipeline's champion over HTTP")
+    serve.add_argument("--host", help="listen address (default TRAINYARD_SERVING_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (default TRAINYARD_SERVING_PORT)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

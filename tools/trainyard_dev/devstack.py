@@ -54,6 +54,28 @@ class Credentials:
         return credentials
 
 
+def mlflow_webhook_env(state_dir: Path) -> dict[str, str]:
+    """What an MLflow server needs to deliver registry webhooks to the model server on loopback.
+
+    The key encrypting webhook secrets in MLflow's database is made once per state folder and
+    kept there: every worker and every restart must use the same one. Plain HTTP to a private
+    address is refused by default (SSRF protection), and the webhook list is cached for 60 s;
+    5 s makes a webhook registered at the model server's start usable almost at once.
+    """
+    import base64
+
+    key_file = state_dir / "mlflow-webhook.key"
+    if not key_file.exists():
+        key_file.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+        key_file.chmod(0o600)
+    return {
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": key_file.read_text().strip(),
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_CACHE_TTL": "5",
+    }
+
+
 @dataclass
 class Stack(ServiceRunner):
     """The embedded stack rooted at ``state_dir``."""
@@ -180,6 +202,7 @@ class Stack(ServiceRunner):
                 "AWS_SECRET_ACCESS_KEY": self.credentials.s3_secret_key,
                 "MLFLOW_S3_ENDPOINT_URL": self.s3_url,
                 "AWS_DEFAULT_REGION": "us-east-1",
+                **mlflow_webhook_env(self.state_dir),
             }
             self._spawn("mlflow", command, env)
         wait_for(

@@ -22,6 +22,9 @@ The embedded stack, the production-shape run and docker-compose all set the same
   when set.
 - ``TRAINYARD_TRAINING_QUEUE``: Celery queue of the ``train`` tasks (unset: Airflow's default
   queue), so training can run on its own pool of workers.
+
+The model server (``trainyard serve``) reads its own variables, ``TRAINYARD_SERVING_*``, into
+:class:`ServingSettings`.
 """
 
 from __future__ import annotations
@@ -85,3 +88,82 @@ class Settings:
     def buckets(self) -> list[str]:
         """Every bucket the deployment needs: raw data, trainyard artifacts, MLflow artifacts."""
         return [self.raw_bucket, self.artifacts_bucket, self.mlflow_artifacts_bucket]
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The model server's settings (``trainyard serve``), from ``TRAINYARD_SERVING_*`` variables.
+
+    | variable | meaning | default |
+    | --- | --- | --- |
+    | ``TRAINYARD_SERVING_HOST`` / ``_PORT`` | where it listens | ``127.0.0.1`` / ``8000`` |
+    | ``TRAINYARD_SERVING_API_KEY`` | required as ``Authorization: Bearer <key>`` when set | unset |
+    | ``TRAINYARD_SERVING_PIPELINES`` | comma-separated pipelines to serve | every spec |
+    | ``TRAINYARD_SERVING_POLL_SECONDS`` | how often the ``champion`` alias is re-read | ``10`` |
+    | ``TRAINYARD_SERVING_WEBHOOK_URL`` | this server's URL as MLflow reaches it (webhook) | unset |
+    | ``TRAINYARD_SERVING_WEBHOOK_SECRET`` | HMAC secret of that webhook | unset |
+    | ``TRAINYARD_SERVING_LOG_FLUSH_SECONDS`` / ``_ROWS`` | log flush period / size | 60 / 10000 |
+    | ``TRAINYARD_SERVING_LOG_MAX_BACKLOG_ROWS`` | rows kept while S3 is unreachable | ``100000`` |
+    | ``TRAINYARD_SERVING_MAX_BODY_BYTES`` | largest request body | ``4194304`` |
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = field(default=None, repr=False)
+    pipelines: tuple[str, ...] = ()
+    poll_seconds: float = 10.0
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    log_flush_seconds: float = 60.0
+    log_flush_rows: int = 10_000
+    log_max_backlog_rows: int = 100_000
+    max_body_bytes: int = 4 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
+        """Read the serving settings from ``environ`` (default: ``os.environ``).
+
+        Raises:
+            ValueError: A number is not a number, or a webhook URL comes without its secret.
+        """
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def number(name: str, default: float, kind: type) -> float | int:
+            raw = env.get(f"TRAINYARD_SERVING_{name}")
+            if raw in (None, ""):
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                what = "a whole number" if kind is int else "a number"
+                raise ValueError(f"TRAINYARD_SERVING_{name}={raw!r} is not {what}") from None
+            if value <= 0:
+                raise ValueError(f"TRAINYARD_SERVING_{name} must be positive, got {raw}")
+            return value
+
+        settings = cls(
+            host=env.get("TRAINYARD_SERVING_HOST") or defaults.host,
+            port=int(number("PORT", defaults.port, int)),
+            api_key=env.get("TRAINYARD_SERVING_API_KEY") or None,
+            pipelines=tuple(
+                name.strip()
+                for name in env.get("TRAINYARD_SERVING_PIPELINES", "").split(",")
+                if name.strip()
+            ),
+            poll_seconds=float(number("POLL_SECONDS", defaults.poll_seconds, float)),
+            webhook_url=env.get("TRAINYARD_SERVING_WEBHOOK_URL") or None,
+            webhook_secret=env.get("TRAINYARD_SERVING_WEBHOOK_SECRET") or None,
+            log_flush_seconds=float(number("LOG_FLUSH_SECONDS", defaults.log_flush_seconds, float)),
+            log_flush_rows=int(number("LOG_FLUSH_ROWS", defaults.log_flush_rows, int)),
+            log_max_backlog_rows=int(
+                number("LOG_MAX_BACKLOG_ROWS", defaults.log_max_backlog_rows, int)
+            ),
+            max_body_bytes=int(number("MAX_BODY_BYTES", defaults.max_body_bytes, int)),
+        )
+        if settings.webhook_url and not settings.webhook_secret:
+            raise ValueError(
+                "TRAINYARD_SERVING_WEBHOOK_URL is set without TRAINYARD_SERVING_WEBHOOK_SECRET: "
+                "an unsigned webhook would let anyone make the server reload"
+            )
+        return settings

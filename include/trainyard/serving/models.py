@@ -1,0 +1,242 @@
+"""The served models: each pipeline's ``champion``, followed as the alias moves.
+
+One background thread owns every load. It re-reads the ``champion`` alias of each served
+pipeline every ``poll_seconds`` and at once when nudged (an MLflow webhook, see
+:mod:`trainyard.serving.webhooks`). A new version is downloaded, loaded and warmed (it predicts
+its own input example) while the old one keeps answering; only then is the pipeline's entry
+replaced, with one assignment, so a request sees either the old model or the new one, never a
+half-loaded one. A version that fails to load is logged and counted, the old one stays, and the
+next poll tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from trainyard.core.tracking import CHAMPION
+from trainyard.serving.schema import Column, columns_from_signature
+
+if TYPE_CHECKING:
+    from trainyard.core.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded, warmed champion version of one pipeline."""
+
+    pipeline: str
+    registered_name: str
+    version: str
+    fingerprint: str | None
+    loaded_at: datetime
+    model: Any
+    columns: tuple[Column, ...]
+    classes: tuple[Any, ...] | None
+    id_column: str | None
+
+    def predict(self, frame: Any) -> tuple[Any, Any | None]:
+        """Predictions and class probabilities (None for a regressor) of a feature frame."""
+        probabilities = None
+        if self.classes is not None:
+            probabilities = self.model.predict_proba(frame)
+        return self.model.predict(frame), probabilities
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /models`` shows for it."""
+        return {
+            "name": self.pipeline,
+            "registered_model": self.registered_name,
+            "version": self.version,
+            "alias": CHAMPION,
+            "fingerprint": self.fingerprint,
+            "loaded_at": self.loaded_at.isoformat(),
+        }
+
+
+def features_frame(model: ServedModel, records: list[dict[str, Any]]) -> Any:
+    """The records as the frame the model was trained on: its columns, numbers as float."""
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(records, columns=[c.name for c in model.columns])
+    numeric = [c.name for c in model.columns if c.kind == "number"]
+    if numeric:
+        frame[numeric] = frame[numeric].astype("float64")
+    return frame
+
+
+def load_version(spec: PipelineSpec, version: Any) -> ServedModel:
+    """Download, load and warm one registered version (blocking; the old one serves meanwhile).
+
+    Args:
+        spec: The pipeline (its id column; the model name is ``spec.registered_model_name``).
+        version: The MLflow ``ModelVersion`` to load.
+
+    Returns:
+        The model, ready to answer.
+
+    Raises:
+        ValueError: The version has no signature with named columns, so requests cannot be
+            checked against it.
+    """
+    import mlflow
+    from mlflow.models import Model
+
+    name = spec.registered_model_name
+    with tempfile.TemporaryDirectory(prefix="trainyard-serving-") as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version.version}", dst_path=tmp
+        )
+        metadata = Model.load(path)
+        if metadata.signature is None:
+            raise ValueError(f"{name} v{version.version} has no signature; it cannot be served")
+        sklearn_model = mlflow.sklearn.load_model(path)
+        example = metadata.load_input_example(path)
+    classes = getattr(sklearn_model, "classes_", None)
+    served = ServedModel(
+        pipeline=spec.name,
+        registered_name=name,
+        version=str(version.version),
+        fingerprint=(version.tags or {}).get("fingerprint"),
+        loaded_at=datetime.now(UTC),
+        model=sklearn_model,
+        columns=columns_from_signature(metadata.signature.inputs),
+        classes=tuple(classes.tolist())
+        if classes is not None and hasattr(sklearn_model, "predict_proba")
+        else None,
+        id_column=spec.schema_.id_column,
+    )
+    if example is not None:
+        # Warm-up: the first predict of a freshly loaded pipeline pays one-off costs.
+        served.predict(features_frame(served, example.to_dict("records")))
+    return served
+
+
+class ChampionFollower:
+    """Keeps each served pipeline's champion loaded, following the alias.
+
+    Args:
+        specs: The pipelines to serve.
+        poll_seconds: How often every alias is re-read.
+        on_change: Called after each swap with the new model (metrics).
+        on_failure: Called with the pipeline name when a lookup or load fails (metrics).
+    """
+
+    def __init__(
+        self,
+        specs: list[PipelineSpec],
+        poll_seconds: float,
+        on_change: Callable[[ServedModel], None] = lambda model: None,
+        on_failure: Callable[[str], None] = lambda pipeline: None,
+    ) -> None:
+        self.specs = {spec.name: spec for spec in specs}
+        self.poll_seconds = poll_seconds
+        self._on_change = on_change
+        self._on_failure = on_failure
+        self._served: dict[str, ServedModel] = {}
+        self._nudges: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def get(self, pipeline: str) -> ServedModel | None:
+        """The model serving a pipeline now (None before its first champion is loaded)."""
+        return self._served.get(pipeline)
+
+    def served(self) -> list[ServedModel]:
+        """Every loaded model, by pipeline name."""
+        return [self._served[name] for name in sorted(self._served)]
+
+    def missing(self) -> list[str]:
+        """Served pipelines that have no champion loaded yet."""
+        return sorted(set(self.specs) - set(self._served))
+
+    def refresh(self, pipeline: str) -> bool:
+        """Re-read a pipeline's alias and swap in its champion if it changed (blocking).
+
+        Returns:
+            Whether a new version is now served.
+        """
+        from trainyard.core.tracking import champion_version
+
+        spec = self.specs[pipeline]
+        try:
+            version = champion_version(spec.registered_model_name)
+            current = self._served.get(pipeline)
+            if version is None:
+                if current is not None:
+                    log.warning(
+                        "%s has no champion any more; still serving v%s",
+                        spec.registered_model_name,
+                        current.version,
+                    )
+                return False
+            if current is not None and current.version == str(version.version):
+                return False
+            model = load_version(spec, version)
+        except Exception as error:  # noqa: BLE001 (keep serving the old version; retry later)
+            from trainyard.core.services import is_transient
+
+            if is_transient(error):  # MLflow down: one line per poll, not a traceback
+                log.warning("could not follow the champion of %s: %s", pipeline, error)
+            else:
+                log.exception("could not follow the champion of %s", pipeline)
+            self._on_failure(pipeline)
+            return False
+        # Copy, then replace the whole mapping: readers never see it half-updated.
+        self._served = {**self._served, pipeline: model}
+        log.info(
+            "%s: now serving %s v%s (was %s)",
+            pipeline,
+            model.registered_name,
+            model.version,
+            f"v{current.version}" if current else "nothing",
+        )
+        self._on_change(model)
+        return True
+
+    def nudge(self, registered_name: str) -> bool:
+        """Ask for an immediate re-read of the pipeline serving a registered model.
+
+        Returns:
+            Whether the model is one this server follows.
+        """
+        for spec in self.specs.values():
+            if spec.registered_model_name == registered_name:
+                self._nudges.put(spec.name)
+                return True
+        return False
+
+    def start(self) -> None:
+        """Load every champion, then keep following, in a background thread."""
+        self._thread = threading.Thread(target=self._run, name="champion-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following (the loaded models stay)."""
+        self._stopping.set()
+        self._nudges.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        next_poll = time.monotonic()
+        while not self._stopping.is_set():
+            if time.monotonic() >= next_poll:
+                for name in self.specs:
+                    self.refresh(name)
+                next_poll = time.monotonic() + self.poll_seconds
+            try:
+                nudged = self._nudges.get(timeout=max(0.0, next_poll - time.monotonic()))
+            except queue.Empty:
+                continue
+            if nudged is not None:
+                self.refresh(nudged)

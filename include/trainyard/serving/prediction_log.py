@@ -1,0 +1,248 @@
+"""The online half of the prediction log: buffered in memory, flushed to S3 as Parquet.
+
+Each served row (its id, features, prediction, probabilities, model version, time) is kept in a
+buffer and written under ``predictions/<pipeline>/online/date=<serving day>/<flush id>.parquet``
+(the layout of :mod:`trainyard.data.predictions`, which the performance monitor reads) every
+``flush_seconds``, as soon as ``flush_rows`` rows are waiting, and when the server stops
+(uvicorn turns SIGTERM into a graceful shutdown, whose last step is :meth:`PredictionLog.close`).
+
+A failed write (S3 unreachable) keeps its batch, with the same flush id, for the next flush:
+serving goes on, and a write that succeeded but whose answer was lost is overwritten, not
+duplicated. The backlog is bounded by ``max_backlog_rows``: past it the oldest batches are
+dropped and counted (``trainyard_serving_prediction_log_dropped_rows``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trainyard.core.settings import Settings
+    from trainyard.serving.metrics import ServingMetrics
+
+log = logging.getLogger(__name__)
+
+#: Seconds between retries of a failed write (at most the flush period).
+RETRY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Served:
+    """The rows of one answered request, as the log keeps them until a flush."""
+
+    pipeline: str
+    model_name: str
+    model_version: str
+    scored_at: datetime
+    row_ids: list[str]
+    features: list[dict[str, Any]]
+    predictions: Any
+    probabilities: Any | None
+    classes: tuple[Any, ...] | None
+
+    @property
+    def rows(self) -> int:
+        return len(self.row_ids)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows cut from the buffer for one file: one pipeline, one serving day, one flush id."""
+
+    pipeline: str
+    day: date
+    flush_id: str
+    frame: pd.DataFrame
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+
+def log_frame(served: list[Served], instance_id: str) -> pd.DataFrame:
+    """The prediction-log rows of some answered requests (pure).
+
+    Args:
+        served: Requests of one pipeline.
+        instance_id: This server instance (the ``run_id`` column of online rows).
+
+    Returns:
+        :func:`trainyard.data.predictions.prediction_frame`'s columns, then the features.
+    """
+    import pandas as pd
+
+    from trainyard.data.predictions import prediction_frame
+
+    parts = []
+    for item in served:
+        frame = prediction_frame(
+            item.row_ids,
+            item.predictions,
+            item.probabilities,
+            item.classes,
+            model_name=item.model_name,
+            model_version=item.model_version,
+            run_id=instance_id,
+            source="online",
+            scored_at=item.scored_at,
+        )
+        features = pd.DataFrame.from_records(item.features)
+        parts.append(
+            pd.concat([frame, features.drop(columns=frame.columns, errors="ignore")], axis=1)
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+class PredictionLog:
+    """Buffers served rows and flushes them to S3 in a background thread.
+
+    Args:
+        settings: The S3 endpoint and artifacts bucket.
+        metrics: Where the backlog, failures and drops are counted.
+        instance_id: Names this server's files and fills the ``run_id`` column.
+        flush_seconds: Flush at least this often.
+        flush_rows: Flush as soon as this many rows wait.
+        max_backlog_rows: Most rows kept while S3 does not accept them.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: ServingMetrics,
+        instance_id: str,
+        flush_seconds: float,
+        flush_rows: int,
+        max_backlog_rows: int,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.instance_id = instance_id
+        self.flush_seconds = flush_seconds
+        self.flush_rows = flush_rows
+        self.max_backlog_rows = max_backlog_rows
+        self._buffer: list[Served] = []
+        self._buffered_rows = 0
+        self._unwritten: deque[Batch] = deque()
+        self._sequence = 0
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def record(self, served: Served) -> None:
+        """Keep one answered request's rows for the next flush (cheap: no frame is built)."""
+        with self._lock:
+            self._buffer.append(served)
+            self._buffered_rows += served.rows
+            if self._buffered_rows >= self.flush_rows:
+                self._wake.set()
+        self._update_backlog()
+
+    def backlog_rows(self) -> int:
+        """Rows not yet written to S3 (buffered or waiting for a retry)."""
+        with self._lock:
+            return self._buffered_rows + sum(batch.rows for batch in self._unwritten)
+
+    def _update_backlog(self) -> None:
+        self.metrics.log_backlog_rows.set(self.backlog_rows())
+
+    def _cut(self) -> None:
+        """Move the buffer into batches (one per pipeline and serving day), with flush ids."""
+        with self._lock:
+            served, self._buffer, self._buffered_rows = self._buffer, [], 0
+        groups: dict[tuple[str, date], list[Served]] = {}
+        for item in served:
+            groups.setdefault((item.pipeline, item.scored_at.astimezone(UTC).date()), []).append(
+                item
+            )
+        batches = []
+        for (pipeline, day), items in sorted(groups.items()):
+            self._sequence += 1
+            flush_id = f"{self.instance_id}-{self._sequence:06d}"
+            batches.append(Batch(pipeline, day, flush_id, log_frame(items, self.instance_id)))
+        with self._lock:
+            self._unwritten.extend(batches)
+            dropped = 0
+            while self._unwritten and sum(b.rows for b in self._unwritten) > self.max_backlog_rows:
+                dropped += self._unwritten.popleft().rows
+        if dropped:
+            log.error("prediction log backlog full: dropped the %d oldest rows", dropped)
+            self.metrics.log_dropped_rows.inc(dropped)
+
+    def flush(self) -> int:
+        """Write every waiting row to S3, oldest batch first; stop at the first failure.
+
+        Returns:
+            The number of rows written.
+        """
+        from trainyard.core import storage
+        from trainyard.data.predictions import online_uri
+
+        written = 0
+        with self._flush_lock:
+            self._cut()
+            while True:
+                with self._lock:
+                    if not self._unwritten:
+                        break
+                    batch = self._unwritten[0]
+                uri = online_uri(self.settings, batch.pipeline, batch.day, batch.flush_id)
+                try:
+                    storage.put_bytes(self.settings, uri, storage.parquet_bytes(batch.frame))
+                except Exception as error:  # noqa: BLE001 (S3 down: keep the batch, retry later)
+                    log.warning(
+                        "prediction log: could not write %s (%s); %d rows wait for the next flush",
+                        uri,
+                        str(error).splitlines()[0] if str(error) else type(error).__name__,
+                        self.backlog_rows(),
+                    )
+                    self.metrics.log_flush_failures.inc()
+                    break
+                with self._lock:
+                    self._unwritten.popleft()
+                written += batch.rows
+                self.metrics.log_written_rows.inc(batch.rows)
+        self._update_backlog()
+        return written
+
+    def start(self) -> None:
+        """Flush every ``flush_seconds`` (or sooner when ``flush_rows`` rows wait)."""
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            with self._lock:
+                waiting = bool(self._unwritten)
+            # After a failed write, retry sooner than a whole period.
+            self._wake.wait(
+                timeout=min(self.flush_seconds, RETRY_SECONDS) if waiting else self.flush_seconds
+            )
+            self._wake.clear()
+            if not self._stopping.is_set():
+                self.flush()
+
+    def close(self) -> int:
+        """Stop the flusher and write what is left (graceful shutdown).
+
+        Returns:
+            Rows still unwritten (S3 did not accept them); 0 when nothing was lost.
+        """
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        written = self.flush()
+        left = self.backlog_rows()
+        log.info("prediction log: wrote %d rows to S3 at shutdown", written)
+        if left:
+            log.error("prediction log: %d rows could not be written to S3 before stopping", left)
+        return left

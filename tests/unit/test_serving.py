@@ -1,0 +1,164 @@
+"""The model server's pure parts: request checking, webhook signatures, log rows, settings."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from trainyard.core.settings import ServingSettings
+from trainyard.serving.schema import Column, RequestError, parse_request
+from trainyard.serving.webhooks import champion_moved, signature, verify
+
+COLUMNS = (
+    Column("tenure", "number"),
+    Column("plan", "string"),
+    Column("calls", "integer", required=False),
+)
+
+
+def _body(payload: object) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def test_records_and_mlflow_shapes_parse_alike() -> None:
+    records = [{"tenure": 3, "plan": "a", "calls": 1, "id": "c1"}, {"tenure": 1.5, "plan": None}]
+    split = {
+        "dataframe_split": {
+            "columns": ["tenure", "plan", "calls", "id"],
+            "data": [[3, "a", 1, "c1"], [1.5, None, None, None]],
+        }
+    }
+    ours = parse_request(_body({"records": records}), COLUMNS, id_column="id")
+    theirs = parse_request(_body(split), COLUMNS, id_column="id")
+    mlflow_records = parse_request(_body({"dataframe_records": records}), COLUMNS, "id")
+    assert ours.records == [
+        {"tenure": 3, "plan": "a", "calls": 1},
+        {"tenure": 1.5, "plan": None, "calls": None},
+    ]
+    assert ours.ids == ["c1", None]
+    assert theirs.records == ours.records == mlflow_records.records
+    assert theirs.ids == ours.ids
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"\xff", "body: not valid JSON"),
+        (b"[1]", "body: expected"),
+        (_body({"records": {}}), "records: expected a list of objects"),
+        (_body({"records": []}), "records: no records to predict"),
+        (_body({"records": [3]}), "records[0]: expected an object of column values"),
+        (_body({"records": [{"plan": "a"}]}), "records[0]: missing field 'tenure'"),
+        (
+            _body({"records": [{"tenure": 1, "plan": "a"}, {"tenure": "x", "plan": "a"}]}),
+            "records[1].tenure: expected a number, got 'x'",
+        ),
+        (_body({"records": [{"tenure": True, "plan": "a"}]}), "records[0].tenure: expected a"),
+        (_body({"records": [{"tenure": 1, "plan": 7}]}), "records[0].plan: expected a string"),
+        (
+            _body({"records": [{"tenure": 1, "plan": "a", "calls": 1.5}]}),
+            "records[0].calls: expected an integer",
+        ),
+        (_body({"dataframe_split": []}), "dataframe_split: expected an object"),
+        (
+            _body({"dataframe_split": {"columns": "tenure", "data": []}}),
+            "dataframe_split.columns",
+        ),
+        (
+            _body({"dataframe_split": {"columns": ["tenure"], "data": [[1, 2]]}}),
+            "dataframe_split.data[0]: expected a list of 1 values",
+        ),
+    ],
+)
+def test_bad_bodies_name_the_field(payload: bytes, message: str) -> None:
+    with pytest.raises(RequestError) as error:
+        parse_request(payload, COLUMNS)
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_long_values_are_cut_in_the_message() -> None:
+    with pytest.raises(RequestError) as error:
+        parse_request(_body({"records": [{"tenure": "x" * 500, "plan": "a"}]}), COLUMNS)
+    assert len(str(error.value)) < 120
+
+
+def test_webhook_signature_follows_mlflow() -> None:
+    from mlflow.webhooks.delivery import _generate_hmac_signature
+
+    body = b'{"entity": "model_version_alias"}'
+    assert signature("s3cret", "d1", "1700000000", body) == _generate_hmac_signature(
+        "s3cret", "d1", "1700000000", body.decode()
+    )
+
+
+def test_webhook_deliveries_are_verified() -> None:
+    body = b'{"x": 1}'
+    headers = {
+        "x-mlflow-delivery-id": "d1",
+        "x-mlflow-timestamp": "1000",
+        "x-mlflow-signature": signature("k", "d1", "1000", body),
+    }
+    assert verify("k", headers, body, now=1010) is None
+    assert "does not match" in verify("other", headers, body, now=1010)
+    assert "does not match" in verify("k", headers, body + b" ", now=1010)
+    assert "not within" in verify("k", headers, body, now=1000 + 3600)
+    assert "missing" in verify("k", {}, body, now=1010)
+
+
+def test_only_champion_alias_events_nudge() -> None:
+    event = {"entity": "model_version_alias", "data": {"name": "churn", "alias": "champion"}}
+    assert champion_moved(event) == "churn"
+    assert champion_moved({**event, "data": {"name": "churn", "alias": "previous"}}) is None
+    assert champion_moved({**event, "entity": "model_version"}) is None
+    assert champion_moved([]) is None
+
+
+def test_log_rows_follow_the_prediction_layout() -> None:
+    from trainyard.data.predictions import BASE_COLUMNS
+    from trainyard.serving.prediction_log import Served, log_frame
+
+    at = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    served = [
+        Served(
+            "churn", "churn", "3", at, ["a", "b"], [{"x": 1.0}, {"x": None}],
+            np.array([1, 0]), np.array([[0.2, 0.8], [0.9, 0.1]]), (0, 1),
+        ),
+        Served(
+            "churn", "churn", "4", at, ["c"], [{"x": 2.5}],
+            np.array([1]), np.array([[0.4, 0.6]]), (0, 1),
+        ),
+    ]  # fmt: skip
+    frame = log_frame(served, "instance-1")
+    assert list(frame.columns[: len(BASE_COLUMNS)]) == list(BASE_COLUMNS)
+    assert frame["row_id"].tolist() == ["a", "b", "c"]
+    assert frame["model_version"].tolist() == ["3", "3", "4"]
+    assert frame["proba_1"].tolist() == [0.8, 0.1, 0.6]
+    assert frame["x"].tolist()[0] == 1.0 and np.isnan(frame["x"].tolist()[1])
+    assert set(frame["source"]) == {"online"} and set(frame["run_id"]) == {"instance-1"}
+
+
+def test_serving_settings_from_the_environment() -> None:
+    settings = ServingSettings.from_env(
+        {
+            "TRAINYARD_SERVING_PORT": "9000",
+            "TRAINYARD_SERVING_PIPELINES": "churn, breast_cancer",
+            "TRAINYARD_SERVING_POLL_SECONDS": "2.5",
+            "TRAINYARD_SERVING_API_KEY": "key-value-42",
+        }
+    )
+    assert settings.port == 9000 and settings.poll_seconds == 2.5
+    assert settings.pipelines == ("churn", "breast_cancer")
+    assert "key-value-42" not in repr(settings)
+    assert ServingSettings.from_env({}).api_key is None
+    with pytest.raises(
+        ValueError, match="TRAINYARD_SERVING_LOG_FLUSH_ROWS='x' is not a whole number"
+    ):
+        ServingSettings.from_env({"TRAINYARD_SERVING_LOG_FLUSH_ROWS": "x"})
+    with pytest.raises(ValueError, match="must be positive"):
+        ServingSettings.from_env({"TRAINYARD_SERVING_POLL_SECONDS": "0"})
+    with pytest.raises(ValueError, match="without TRAINYARD_SERVING_WEBHOOK_SECRET"):
+        ServingSettings.from_env({"TRAINYARD_SERVING_WEBHOOK_URL": "http://x/webhooks/mlflow"})
