@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from trainyard.airflow.common import actor
-from trainyard.governance.aliases import plan
+from trainyard.governance.aliases import plan, unfinished
 from trainyard.governance.audit import Cause, event_id, new_event, replay, timeline
 from trainyard.governance.rollback import RollbackRefused, choose_target
 
@@ -50,6 +50,22 @@ def test_approval_flow_plans() -> None:
     )
     # A challenger that is another version (a newer submission) is left alone.
     assert plan("reject", {"champion": "1", "challenger": "3"}, "2") == ({}, [])
+
+
+def test_a_move_interrupted_after_champion_is_unfinished() -> None:
+    moved = new_event("churn", "promote", CAUSE, from_version="1", to_version="2",
+                      aliases_set={"champion": "2", "previous": "1"})  # fmt: skip
+    assert unfinished(moved, {"champion": "2"})
+    assert not unfinished(moved, {"champion": "2", "previous": "1"})
+    # Not even champion moved (the first step failed), or someone moved it since: not ours.
+    assert not unfinished(moved, {"champion": "1"})
+    approved = new_event("churn", "approve", CAUSE, from_version="1", to_version="2",
+                         aliases_set={"champion": "2", "previous": "1"},
+                         aliases_removed=["challenger"])  # fmt: skip
+    assert unfinished(approved, {"champion": "2", "previous": "1", "challenger": "2"})
+    rejected = new_event("churn", "reject", CAUSE, from_version="1", to_version="2",
+                         aliases_set={}, aliases_removed=["challenger"])  # fmt: skip
+    assert not unfinished(rejected, {"champion": "1", "challenger": "2"})
 
 
 def test_restore_is_not_a_planned_move() -> None:

@@ -1,4 +1,4 @@
-"""MLflow: the champion lookup and finding a finished run again.
+"""MLflow: alias lookups and finding a finished run again.
 
 Aliases move only through :func:`trainyard.governance.aliases.move` (audited).
 
@@ -18,17 +18,22 @@ PREVIOUS = "previous"
 _NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"})
 
 
-def champion_version(model_name: str) -> Any | None:
-    """The model version holding the ``champion`` alias, or None (also when no model exists)."""
+def alias_version(model_name: str, alias: str) -> Any | None:
+    """The model version holding ``alias``, or None (also when no model exists)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     try:
-        return MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
+        return MlflowClient().get_model_version_by_alias(model_name, alias)
     except MlflowException as error:
         if error.error_code in _NOT_FOUND:
             return None
         raise
+
+
+def champion_version(model_name: str) -> Any | None:
+    """The model version holding the ``champion`` alias, or None (also when no model exists)."""
+    return alias_version(model_name, CHAMPION)
 
 
 def find_finished_run(experiment_id: str, tags: dict[str, str]) -> Any | None:

@@ -12,6 +12,7 @@ trail agree. :func:`plan` is the pure part.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from trainyard.core.tracking import CHAMPION, PREVIOUS
@@ -81,15 +82,38 @@ def current_aliases(model_name: str) -> dict[str, str]:
     return {alias: str(version) for alias, version in (model.aliases or {}).items()}
 
 
-def apply_effects(model_name: str, to_set: dict[str, str], to_remove: list[str]) -> None:
-    """Set and delete aliases in the registry, ``champion`` first (it is what serving reads)."""
+def unfinished(event: AuditEvent, aliases: dict[str, str]) -> bool:
+    """Whether ``event`` moved ``champion`` but the rest of its effects are not in place (the move
+    was interrupted after its first step, which is always ``champion``)."""
+    champion = event.aliases_set.get(CHAMPION)
+    if champion is None or aliases.get(CHAMPION) != champion:
+        return False
+    missing = any(aliases.get(alias) != version for alias, version in event.aliases_set.items())
+    return missing or any(alias in aliases for alias in event.aliases_removed)
+
+
+def apply_effects(
+    model_name: str, to_set: dict[str, str], to_remove: Iterable[str], aliases: dict[str, str]
+) -> None:
+    """Set and delete aliases in the registry, from ``aliases`` (what it has now).
+
+    ``champion`` moves first (it is what serving reads); ``champion`` and ``previous`` never name
+    one version, so when the new champion holds ``previous`` (a rollback to it), ``previous`` goes
+    first. What is already in place is not touched, so applying the same effects twice is safe.
+    """
     from mlflow import MlflowClient
 
     client = MlflowClient()
+    champion = to_set.get(CHAMPION)
+    if champion is not None and aliases.get(PREVIOUS) == champion != to_set.get(PREVIOUS):
+        client.delete_registered_model_alias(model_name, PREVIOUS)
+        aliases = {alias: v for alias, v in aliases.items() if alias != PREVIOUS}
     for alias in sorted(to_set, key=lambda name: name != CHAMPION):
-        client.set_registered_model_alias(model_name, alias, to_set[alias])
+        if aliases.get(alias) != to_set[alias]:
+            client.set_registered_model_alias(model_name, alias, to_set[alias])
     for alias in to_remove:
-        client.delete_registered_model_alias(model_name, alias)
+        if alias in aliases:
+            client.delete_registered_model_alias(model_name, alias)
 
 
 def move(
@@ -104,7 +128,8 @@ def move(
     """Move a model's aliases for an action and record it in the audit trail.
 
     Idempotent per Airflow run: a retry of the same run finds the event it wrote and re-applies
-    its effects instead of writing a second one.
+    its effects instead of writing a second one. A move another run left half done (``champion``
+    moved, ``previous`` not) is finished first, from that run's event.
 
     Args:
         settings: Where the audit trail lives.
@@ -122,11 +147,18 @@ def move(
 
     identity = audit.event_id(model_name, action, cause, version)
     recorded = audit.find_event(settings, model_name, identity)
+    aliases = current_aliases(model_name)
     if recorded is not None:
         log.info("event %s already recorded; re-applying its effects", identity)
-        apply_effects(model_name, dict(recorded.aliases_set), list(recorded.aliases_removed))
+        apply_effects(model_name, recorded.aliases_set, recorded.aliases_removed, aliases)
+        audit.mirror_on_versions(recorded)
         return recorded
-    aliases = current_aliases(model_name)
+    last = audit.last_event(settings, model_name)
+    if last is not None and unfinished(last, aliases):
+        log.warning("finishing an interrupted move: %s", last.describe())
+        apply_effects(model_name, last.aliases_set, last.aliases_removed, aliases)
+        audit.mirror_on_versions(last)
+        aliases = current_aliases(model_name)
     to_set, to_remove = plan(action, aliases, version, crown=crown)
     decides_only = action in ("reject", "timeout")
     if not to_set and not to_remove and not decides_only:
@@ -142,7 +174,7 @@ def move(
         aliases_removed=to_remove,
     )
     uri = audit.append(settings, event)
-    apply_effects(model_name, to_set, to_remove)
+    apply_effects(model_name, to_set, to_remove, aliases)
     audit.mirror_on_versions(event)
     log.info("audit %s: %s", uri, event.describe())
     return event
@@ -174,5 +206,5 @@ def restore(settings: Settings, model_name: str, cause: Cause) -> dict[str, Any]
             aliases_removed=to_remove,
         )
         audit.append(settings, event)
-        apply_effects(model_name, to_set, to_remove)
+        apply_effects(model_name, to_set, to_remove, have)
     return {"set": to_set, "removed": to_remove}

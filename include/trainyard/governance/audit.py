@@ -191,6 +191,18 @@ def find_event(settings: Settings, model_name: str, identity: str) -> AuditEvent
     return None
 
 
+def last_event(settings: Settings, model_name: str) -> AuditEvent | None:
+    """A model's newest recorded event, or None."""
+    from trainyard.core import storage
+
+    keys = storage.list_keys(settings, settings.artifacts_bucket, _prefix(model_name))
+    keys = [key for key in keys if key.endswith(".json")]
+    if not keys:
+        return None
+    uri = f"s3://{settings.artifacts_bucket}/{keys[-1]}"
+    return AuditEvent.model_validate_json(storage.get_bytes(settings, uri))
+
+
 def append(settings: Settings, event: AuditEvent) -> str:
     """Store an event as a new object; an event with the same id already stored is kept as is.
 
