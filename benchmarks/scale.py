@@ -225,7 +225,7 @@ from trainyard.core.spec import parse_spec
 from trainyard.data.snapshots import SnapshotWriter, TrainingWindow
 from trainyard.data.sources import read_window
 import yaml
-spec = parse_spec(yaml.safe_load(open(sys.argv[1])), Path("bench_sql.yaml"))
+spec = parse_spec(yaml.safe_load(open(sys.argv[1])), Path("churn_sql.yaml"))
 with tempfile.TemporaryDirectory() as directory:
     writer = SnapshotWriter(Path(directory))
     read_window(spec, None, TrainingWindow(start=date(2026, 6, 3), end=date(2026, 6, 30)), writer)
@@ -268,7 +268,7 @@ def sql_mode(args: argparse.Namespace) -> dict:
         env = {**os.environ, "BENCH_SQL_URL": url.render_as_string(hide_password=False)}
         report: dict[str, Any] = {"rows": rows}
         for reader, code in SQL_READERS.items():
-            script = work / f"{reader}.py"
+            script = work / f"read_with_{reader.replace('.', '_')}.py"
             script.write_text(textwrap.dedent(code))
             report[reader] = measure([sys.executable, str(script), str(work / "spec.yaml")], env)
             print(f"{reader}: {report[reader]}", flush=True)
@@ -308,8 +308,13 @@ def _fill_table(engine: Any, rows: int) -> None:
             frame["event_time"] = frame["event_time"] + pd_seconds(np.arange(len(frame)) % 86400)
             buffer = io.StringIO()
             frame.to_csv(buffer, index=False, header=False)
-            buffer.seek(0)
-            cursor.copy_expert("COPY customer_events FROM STDIN WITH (FORMAT csv)", buffer)
+            statement = "COPY customer_events FROM STDIN WITH (FORMAT csv)"
+            if hasattr(cursor, "copy_expert"):  # psycopg2
+                buffer.seek(0)
+                cursor.copy_expert(statement, buffer)
+            else:  # psycopg 3 (SQLAlchemy 2.1's default PostgreSQL driver)
+                with cursor.copy(statement) as copy:
+                    copy.write(buffer.getvalue())
         raw.commit()
     finally:
         raw.close()
