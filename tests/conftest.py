@@ -35,6 +35,10 @@ def pytest_configure(config: pytest.Config) -> None:
             "TRAINYARD_PIPELINES_DIR": str(PIPELINES_DIR),
             "GX_ANALYTICS_ENABLED": "False",
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            # The services share a loaded 2-core machine with the tests (a cold MLflow worker
+            # has taken over 30 s to answer): longer client bounds than the shipped 30 s, so
+            # that only the fault tests, which set their own, see a service as unavailable.
+            "TRAINYARD_SERVICE_TIMEOUT": "120",
         }
     )
 

@@ -4,18 +4,21 @@ Clients are pointed at the proxy instead of the server; the proxy then forwards 
 refuses connections like a stopped server (``refuse``: nothing listens on its port), or accepts
 them and never answers like a hung one (``hang``). :meth:`FaultProxy.drop_requests` breaks only
 the requests whose first line contains a given text (after letting some through): a server that
-dies between two calls of one step. :func:`write_static_pipeline` gives a test a pipeline and a
+dies between two calls of one step; :meth:`FaultProxy.delay_requests` holds such requests back
+(to make concurrent calls race). :func:`write_static_pipeline` gives a test a pipeline and a
 registered model of its own.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
@@ -23,6 +26,15 @@ import yaml
 from tests.support import REPO
 
 Mode = Literal["pass", "refuse", "hang"]
+
+#: Client bounds while a fault is on, so that fault tests stay quick: 2 s, one retry (the
+#: shipped defaults are 30 s and two retries; the test session sets longer ones, see conftest).
+FAST_FAILURES = {
+    "TRAINYARD_SERVICE_TIMEOUT": "2",
+    "TRAINYARD_SERVICE_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "2",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+}
 
 
 class FaultProxy:
@@ -41,6 +53,7 @@ class FaultProxy:
         self._listener: socket.socket | None = None
         self._connections: set[socket.socket] = set()
         self._drop: tuple[bytes, int] | None = None
+        self._delay: tuple[bytes, float] | None = None
         self.dropped = 0
         self.set_mode("pass")
 
@@ -78,10 +91,19 @@ class FaultProxy:
         with self._lock:
             self._drop = (fragment.encode(), after)
 
+    def delay_requests(self, fragment: str, seconds: float) -> None:
+        """Hold every request whose first line contains ``fragment`` for ``seconds``, then send it.
+
+        Widens a race: calls made at once reach the server only after all have started.
+        """
+        with self._lock:
+            self._delay = (fragment.encode(), seconds)
+
     def stop_dropping(self) -> None:
-        """Let every request through again."""
+        """Let every request through again, undelayed."""
         with self._lock:
             self._drop = None
+            self._delay = None
 
     @contextmanager
     def fault(self, mode: Mode) -> Iterator[FaultProxy]:
@@ -131,6 +153,8 @@ class FaultProxy:
             while chunk := source.recv(65536):
                 if requests and self._should_drop(chunk):
                     break
+                if requests:
+                    time.sleep(self._delay_of(chunk))
                 target.sendall(chunk)
         except OSError:
             pass
@@ -152,6 +176,13 @@ class FaultProxy:
             self.dropped += 1
             return True
 
+    def _delay_of(self, chunk: bytes) -> float:
+        with self._lock:
+            if self._delay is None:
+                return 0.0
+            fragment, seconds = self._delay
+            return seconds if fragment in chunk.split(b"\r\n", 1)[0] else 0.0
+
 
 def _close(sock: socket.socket) -> None:
     with suppress(OSError):
@@ -159,7 +190,22 @@ def _close(sock: socket.socket) -> None:
     sock.close()
 
 
-def write_static_pipeline(root: Path, name: str) -> Path:
+@contextmanager
+def fast_failures() -> Iterator[None]:
+    """Short S3 and MLflow client bounds (:data:`FAST_FAILURES`) inside the block only."""
+    saved = {name: os.environ.get(name) for name in FAST_FAILURES}
+    os.environ.update(FAST_FAILURES)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def write_static_pipeline(root: Path, name: str, **sections: dict[str, Any]) -> Path:
     """A pipeline ``name`` (registered as ``name``) reading the bundled breast-cancer data.
 
     Fault tests use it: it needs no raw partitions, trains in a second, and its registry entries
@@ -168,6 +214,7 @@ def write_static_pipeline(root: Path, name: str) -> Path:
     Args:
         root: A folder of the test's own.
         name: The pipeline's and the registered model's name.
+        sections: Fields to change per spec section, e.g. ``model={"params": {"C": 0.5}}``.
 
     Returns:
         The pipelines folder.
@@ -176,6 +223,8 @@ def write_static_pipeline(root: Path, name: str) -> Path:
     spec["name"] = name
     spec["schedule"] = None
     spec["model"]["registered_name"] = name
+    for section, fields in sections.items():
+        spec[section] = {**spec.get(section, {}), **fields}
     folder = root / "pipelines"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(spec))

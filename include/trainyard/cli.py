@@ -1,5 +1,6 @@
 """Command line: every pipeline step without Airflow (the same functions the DAG tasks call).
 
+    trainyard init NAME --source S3URI --target COL   draft a spec and suite from a sample
     trainyard specs                                   validate every spec (and its estimator)
     trainyard buckets                                 create the buckets the settings name
     trainyard ingest PIPELINE [--window-end D]        snapshot a window -> JSON reference
@@ -97,11 +98,9 @@ def _window_end(args: argparse.Namespace) -> date | None:
 def _window(args: argparse.Namespace, spec: Any) -> Any:
     from trainyard.data.sources import resolve_window
 
+    now = datetime.now(UTC).replace(tzinfo=None)
     return resolve_window(
-        spec,
-        datetime.now(UTC).date(),
-        window_end=_window_end(args),
-        window_days=args.window_days,
+        spec, now.date(), window_end=_window_end(args), window_days=args.window_days, run_time=now
     )
 
 
@@ -110,6 +109,32 @@ def cmd_specs(args: argparse.Namespace) -> int:
 
     for spec, _ in check_pipelines(_settings()):
         print(f"{spec.name}: ok (spec sha256 {spec.sha256()[:12]})", file=args.out)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from trainyard.data.draft import draft
+
+    drafted = draft(
+        _settings(),
+        args.name,
+        args.source,
+        args.target,
+        partitioning=args.partitioning,
+        sample_rows=args.sample_rows,
+    )
+    located = drafted.located
+    layout = located.partitioning or "none (a static source: the window is ignored)"
+    lines = [
+        f"read {drafted.sample_rows} sample rows of {located.format} from "
+        f"s3://{located.bucket}/{located.prefix} ({len(located.keys)} file(s); partitioning: "
+        f"{layout})",
+        *[f"  {reason}" for reason in drafted.guess.reasons],
+        f"wrote {drafted.spec_path}",
+        f"wrote {drafted.suite_path}",
+        f"next: review both, then `trainyard specs` and `trainyard run {args.name}`",
+    ]
+    print("\n".join(lines), file=args.out)
     return 0
 
 
@@ -312,6 +337,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("specs", help="validate every pipeline spec").set_defaults(func=cmd_specs)
+    init = commands.add_parser(
+        "init", help="draft a spec and an expectation suite from a sample of the data"
+    )
+    init.add_argument("name", help="the pipeline's name (also its suite's)")
+    init.add_argument("--source", required=True, help="s3://bucket/prefix or s3://bucket/file.csv")
+    init.add_argument("--target", required=True, help="the column to predict")
+    init.add_argument(
+        "--partitioning", help="the partition layout, e.g. dt=YYYYMMDD, when not recognised"
+    )
+    init.add_argument("--sample-rows", type=int, default=50_000, help="rows to sample")
+    init.set_defaults(func=cmd_init)
     buckets = commands.add_parser("buckets", help="create the buckets the settings name")
     buckets.add_argument(
         "--wait", type=float, default=120.0, help="seconds to wait for S3 to answer"

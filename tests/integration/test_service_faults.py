@@ -1,8 +1,9 @@
 """S3 or MLflow refused, hung or failing mid-step: one line naming the service, exit 3, no loss.
 
 The session's real SeaweedFS and MLflow server sit behind a :class:`~tests.faults.FaultProxy`;
-clients are pointed at the proxy, which forwards, refuses or hangs. During a fault the clients'
-bounds are short (2 s, one retry) so the tests stay quick; the benchmark
+clients are pointed at the proxy, which forwards, refuses, hangs or cuts off some requests. While
+a server refuses or hangs, the clients' bounds are short (2 s, one retry) so the tests stay quick;
+the benchmark
 ``benchmarks/fault_time_to_fail.py`` measures the shipped bounds against the clients' defaults.
 """
 
@@ -19,19 +20,12 @@ from typing import Any
 
 import pytest
 
-from tests.faults import FaultProxy, write_static_pipeline
+from tests.faults import FaultProxy, fast_failures, write_static_pipeline
 from trainyard import cli
 from trainyard.core import storage
 from trainyard.core.errors import ServiceUnavailableError
 
 NAME = "faults_services"
-#: Short client bounds while a fault is on (the shipped defaults are 30 s and 2 retries).
-FAST = {
-    "TRAINYARD_SERVICE_TIMEOUT": "2",
-    "TRAINYARD_SERVICE_RETRIES": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "2",
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-}
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +71,6 @@ def mlflow_server(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fault
     proxy.close()
 
 
-def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in FAST.items():
-        monkeypatch.setenv(name, value)
-
-
 def _one_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.startswith("trainyard: ")]
     assert len(lines) == 1, err
@@ -103,11 +92,9 @@ def test_ingest_with_s3_down_fails_with_one_line_and_exit_3(
     mode: str,
     pipelines: Path,
     s3: FaultProxy,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _fast(monkeypatch)
-    with s3.fault(mode):
+    with fast_failures(), s3.fault(mode):
         code = cli.main(["ingest", NAME])
     out, err = capsys.readouterr()
     assert code == 3
@@ -123,13 +110,11 @@ def test_train_with_mlflow_down_fails_with_one_line_and_starts_no_run(
     step_inputs: dict[str, Path],
     pipelines: Path,
     mlflow_server: FaultProxy,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     runs_before = _training_runs()
-    _fast(monkeypatch)
     argv = ["train", NAME, "--snapshot", str(step_inputs["snapshot"])]
-    with mlflow_server.fault(mode):
+    with fast_failures(), mlflow_server.fault(mode):
         code = cli.main([*argv, "--validation", str(step_inputs["validation"])])
     out, err = capsys.readouterr()
     assert code == 3
@@ -145,14 +130,12 @@ def test_a_snapshot_write_cut_off_leaves_no_object_and_the_rerun_writes_it(
     pipelines: Path,
     s3: FaultProxy,
     settings: Any,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     snapshot = json.loads(step_inputs["snapshot"].read_text())
     storage.client(settings).delete_object(
         Bucket=settings.artifacts_bucket, Key=snapshot["uri"].split("/", 3)[3]
     )
-    _fast(monkeypatch)
     s3.drop_requests("PUT /")  # reads pass, every write is cut off mid-request
     assert cli.main(["ingest", NAME]) == 3
     assert "S3 unavailable" in _one_line(capsys.readouterr().err)
@@ -198,7 +181,6 @@ def test_registering_when_the_version_lookup_fails_is_an_error_not_a_new_version
     pipelines: Path,
     mlflow_server: FaultProxy,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A transient error while looking for an existing version must not register a duplicate."""
@@ -235,7 +217,6 @@ def test_registering_when_the_version_lookup_fails_is_an_error_not_a_new_version
     capsys.readouterr()
     versions = {v.version for v in MlflowClient().search_model_versions(f"name = '{NAME}'")}
 
-    _fast(monkeypatch)
     mlflow_server.drop_requests("model-versions/search")
     assert cli.main(register) == 3
     assert "MLflow unavailable" in _one_line(capsys.readouterr().err)
@@ -245,7 +226,7 @@ def test_registering_when_the_version_lookup_fails_is_an_error_not_a_new_version
 
 
 def test_a_step_in_airflow_raises_the_retryable_error(
-    step_inputs: dict[str, Path], pipelines: Path, s3: FaultProxy, monkeypatch: pytest.MonkeyPatch
+    step_inputs: dict[str, Path], pipelines: Path, s3: FaultProxy
 ) -> None:
     """Not AirflowFailException: the task's retries (with backoff) take over."""
     from trainyard.core.settings import Settings
@@ -255,7 +236,7 @@ def test_a_step_in_airflow_raises_the_retryable_error(
 
     spec = load_spec(pipelines / f"{NAME}.yaml")
     snapshot = SnapshotRef.model_validate_json(step_inputs["snapshot"].read_text())
-    _fast(monkeypatch)
-    with s3.fault("refuse"), pytest.raises(ServiceUnavailableError, match="^S3 unavailable"):
+    unavailable = pytest.raises(ServiceUnavailableError, match="^S3 unavailable")
+    with fast_failures(), s3.fault("refuse"), unavailable:
         tasks.validate(spec, snapshot.model_dump(mode="json"))
     assert Settings.from_env().s3_endpoint_url == s3.url

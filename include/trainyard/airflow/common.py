@@ -64,11 +64,16 @@ def window_params(default_days: int, end_description: str) -> dict[str, Param]:
     }
 
 
-def run_day(context: dict[str, Any]) -> date:
-    """The day a run is for: the scheduled tick, or when a manual/triggered run was created."""
+def run_time(context: dict[str, Any]) -> datetime:
+    """When a run is for (UTC): the scheduled tick, or when a manual/triggered run was created."""
     dag_run = context["dag_run"]
     moment = dag_run.logical_date or dag_run.run_after
-    return moment.date()
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def run_day(context: dict[str, Any]) -> date:
+    """The day a run is for (UTC)."""
+    return run_time(context).date()
 
 
 def window_end_param(context: dict[str, Any]) -> date | None:

@@ -72,7 +72,10 @@ def register(
 
     Idempotent: a version already registered from the same MLflow run, or holding the same
     training fingerprint (same snapshot, spec and code, hence the same model), is reused instead
-    of creating a duplicate. The old champion gets the ``previous`` alias.
+    of creating a duplicate. Race-free: when concurrent runs both found no such version and both
+    registered one, the lowest version of the fingerprint wins and the others are deleted before
+    any alias moves. The old champion gets the ``previous`` alias (see
+    :func:`~trainyard.core.tracking.promote`, which a rerun uses to finish an interrupted move).
 
     Returns:
         The version now holding ``champion``.
@@ -91,12 +94,13 @@ def register(
     name = spec.registered_model_name
     client = MlflowClient()
     existing = _existing_version(client, name, training.mlflow_run_id, lineage["fingerprint"])
-    created = existing is None
     if existing is None:
-        version = mlflow.register_model(training.model_uri, name, tags=lineage)
-        log.info("registered %s version %s", name, version.version)
+        registered = mlflow.register_model(training.model_uri, name, tags=lineage)
+        log.info("registered %s version %s", name, registered.version)
+        version = _settle_race(client, name, lineage["fingerprint"], registered)
+        created = version is registered
     else:
-        version = existing
+        version, created = existing, False
         log.info(
             "%s version %s already holds this model (same run or same fingerprint); "
             "not registering a duplicate",
@@ -123,3 +127,30 @@ def _existing_version(client: Any, name: str, run_id: str, fingerprint: str) -> 
         if version.run_id == run_id or version.tags.get("fingerprint") == fingerprint:
             return version
     return None
+
+
+def _settle_race(client: Any, name: str, fingerprint: str, ours: Any) -> Any:
+    """The one version of a fingerprint: the lowest wins; ours is deleted if it lost.
+
+    Every racer registers, then looks: all see the same lowest version (version numbers are
+    assigned in order), so all keep that one, and each loser deletes only its own version.
+    """
+    same = [
+        version
+        for version in client.search_model_versions(f"name = '{name}'")
+        if version.tags.get("fingerprint") == fingerprint
+    ]
+    winner = min(same, key=lambda version: int(version.version), default=ours)
+    if int(winner.version) >= int(ours.version):
+        return ours
+    log.warning(
+        "%s version %s has the same fingerprint as version %s, registered concurrently; "
+        "keeping version %s and deleting %s",
+        name,
+        ours.version,
+        winner.version,
+        winner.version,
+        ours.version,
+    )
+    client.delete_model_version(name, ours.version)
+    return winner
