@@ -8,8 +8,9 @@ champion. Three servers run as processes, each one uvicorn worker:
 - ``trainyard serve`` with polling only (10 s), for the alias-follow comparison;
 - ``mlflow models serve -m models:/<name>@champion --env-manager local`` (the reference).
 
-Load, on loopback from this process (an open-loop asyncio client: requests are sent on a fixed
-schedule whatever the answers, so a slow server cannot slow the load down): single-row requests
+Load, on loopback from this process (an open-loop asyncio client on raw keep-alive
+connections: requests are due on a fixed schedule whatever the answers, so a slow server cannot
+slow the load down, and latency counts from the due time): single-row requests
 at each ``--rates`` for ``--seconds`` each, then ``--batches`` sequential requests of 1,000 rows,
 against ours and the reference in turn, in the same run. Latency is from a request's send to
 its answer; errors count non-200 answers and failed connections; CPU is the server process's
@@ -78,39 +79,72 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def fixed_rate(url: str, body: bytes, rate: float, seconds: float) -> dict[str, Any]:
-    """Send ``rate`` requests per second for ``seconds`` (open loop) and time each answer."""
-    import httpx
+    """Send ``rate`` requests per second for ``seconds`` (open loop) and time each answer.
 
+    A light client on raw keep-alive connections (an HTTP library costs more CPU per request
+    than the servers under test on a busy 2-core host). Latency runs from each request's
+    scheduled send time, so time spent waiting for a free connection counts (no coordinated
+    omission). A request not answered within 30 s is an error.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    request = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    total = int(rate * seconds)
+    due: asyncio.Queue[float | None] = asyncio.Queue()
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    headers = {"Content-Type": "application/json"}
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
 
-        async def one() -> None:
-            nonlocal errors
-            started = time.perf_counter()
+    async def connection() -> None:
+        nonlocal errors
+        reader = writer = None
+        while (scheduled := await due.get()) is not None:
             try:
-                response = await client.post(url, content=body, headers=headers)
-                ok = response.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
-                latencies.append(time.perf_counter() - started)
-            else:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+                writer.write(request)
+                status = await asyncio.wait_for(_read_response(reader), 30)
+                if status == 200:
+                    latencies.append(time.perf_counter() - scheduled)
+                else:
+                    errors += 1
+            except (TimeoutError, OSError, asyncio.IncompleteReadError):
                 errors += 1
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+        if writer is not None:
+            writer.close()
 
-        tasks = []
-        start = time.perf_counter()
-        total = int(rate * seconds)
-        for index in range(total):
-            delay = start + index / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
-    return summarize(latencies, errors, total, elapsed)
+    workers = [asyncio.create_task(connection()) for _ in range(64)]
+    start = time.perf_counter()
+    for index in range(total):
+        when = start + index / rate
+        delay = when - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        due.put_nowait(when)
+    for _ in workers:
+        due.put_nowait(None)
+    await asyncio.gather(*workers)
+    return summarize(latencies, errors, total, time.perf_counter() - start)
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response (Content-Length framed); return its status."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return status
 
 
 def sequential(url: str, body: bytes, count: int) -> dict[str, Any]:
