@@ -91,6 +91,17 @@ def trigger_reason(context: dict[str, Any]) -> str:
     return {"scheduled": "schedule", "manual": "manual"}.get(run_type, run_type)
 
 
+def actor(context: dict[str, Any]) -> str:
+    """Who started this run: the drift monitor, the schedule, or the Airflow user who did."""
+    if (context["params"].get("drift_report_uri") or "").strip():
+        return "drift monitor"
+    dag_run = context["dag_run"]
+    run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
+    if run_type == "scheduled":
+        return "schedule"
+    return getattr(dag_run, "triggering_user_name", None) or run_type
+
+
 def run_context(context: dict[str, Any]) -> RunContext:
     """Lineage identity of the current Airflow run."""
     from trainyard.core.lineage import RunContext, git_commit
@@ -102,6 +113,7 @@ def run_context(context: dict[str, Any]) -> RunContext:
         trigger_reason=trigger_reason(context),
         git_commit=git_commit(),
         drift_report_uri=(context["params"].get("drift_report_uri") or "").strip() or None,
+        actor=actor(context),
     )
 
 

@@ -128,6 +128,7 @@ def register(
     with airflow_failures(spec):
         registration = register(
             spec,
+            Settings.from_env(),
             SnapshotRef.model_validate(snapshot),
             ValidationReport.model_validate(report),
             TrainingResult.model_validate(trained),
