@@ -30,7 +30,9 @@ def _presign(uri: str) -> str:
 
 def test_mlflow_references_open_the_mlflow_ui() -> None:
     run = link_url(mlflow_run_ref("3", "abc"), mlflow_ui_url=MLFLOW, presign=_presign)
-    version = link_url(model_version_ref("churn model", "7"), mlflow_ui_url=MLFLOW, presign=_presign)
+    version = link_url(
+        model_version_ref("churn model", "7"), mlflow_ui_url=MLFLOW, presign=_presign
+    )
     assert run == "http://mlflow.example:5000/#/experiments/3/runs/abc"
     assert version == "http://mlflow.example:5000/#/models/churn%20model/versions/7"
 
