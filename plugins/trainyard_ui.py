@@ -37,21 +37,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _mlflow_ui_url() -> str:
-    """Where people reach the MLflow UI: ``TRAINYARD_MLFLOW_UI_URL``, else the tracking URI."""
-    import os
-
-    return os.environ.get("TRAINYARD_MLFLOW_UI_URL") or os.environ.get(
-        "MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"
-    )
-
-
 def _presign(uri: str) -> str:
+    """A short-lived URL of an S3 object, signed for the address browsers use."""
+    from dataclasses import replace
+
     from trainyard.core import storage
     from trainyard.core.settings import Settings
 
+    settings = Settings.from_env()
+    public = replace(settings, s3_endpoint_url=settings.s3_public_url or settings.s3_endpoint_url)
     bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return storage.client(Settings.from_env()).generate_presigned_url(
+    return storage.client(public).generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=PRESIGN_SECONDS
     )
 
@@ -84,11 +80,13 @@ class _EvidenceLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
         from airflow.utils.session import create_session
 
+        from trainyard.core.settings import Settings
+
         with create_session() as session:
             recorded = _xcom(session, ti_key.dag_id, ti_key.run_id, ti_key.task_id, LINKS_XCOM_KEY)
         url = link_url(
             references_of(recorded).get(self.kind.value),
-            mlflow_ui_url=_mlflow_ui_url(),
+            mlflow_ui_url=Settings.from_env().mlflow_ui_url,
             presign=_presign,
         )
         return url or ""
@@ -218,7 +216,11 @@ def models_page(request: Request, user: User, notice: str = "", error: str = "")
                 error = f"{error} {spec.name}: {failure}".strip()
     airflow_url = str(request.base_url).rstrip("/")
     return render_models_page(
-        rows, mlflow_ui_url=_mlflow_ui_url(), airflow_url=airflow_url, notice=notice, error=error
+        rows,
+        mlflow_ui_url=Settings.from_env().mlflow_ui_url,
+        airflow_url=airflow_url,
+        notice=notice,
+        error=error,
     )
 
 
