@@ -56,7 +56,7 @@ def _require_browser() -> None:
 
 @pytest.fixture(scope="module")
 def airflow(stack: Any) -> Iterator[Any]:
-    """``airflow standalone`` with the plugin, on the session's S3 and MLflow; a trained champion."""
+    """``airflow standalone`` with the plugin on the session's S3 and MLflow; one trained run."""
     _require_browser()
     from trainyard_dev.airflow_api import AirflowApi
     from trainyard_dev.devstack import AIRFLOW_ADMIN
@@ -104,23 +104,29 @@ def test_models_page_refuses_anonymous_requests(airflow: Any, stack: Any) -> Non
     assert refused.value.code == 401
 
 
-def test_models_page_shows_the_champion_from_the_registry(page: Any, stack: Any) -> None:
+def test_models_page_shows_the_champion_from_the_registry(
+    page: Any, airflow: Any, stack: Any
+) -> None:
     from trainyard.core.tracking import champion_version
 
+    api, _ = airflow
     champion = champion_version(PIPELINE)
+    latest_run = api.runs(DAG_ID)[-1]["dag_run_id"]
     page.goto(f"{stack.airflow_url}/plugin/trainyard-models")
     frame = page.frame_locator("iframe")
     row = frame.locator(f"tr[data-pipeline={PIPELINE}]")
     row.wait_for()
     page.screenshot(path=ARTIFACTS / "models-page-in-airflow.png", full_page=True)
-    assert f"{PIPELINE} v{champion.version}" in row.inner_text()
-    assert "browser test: first champion" in row.inner_text()
+    text = row.inner_text()
+    assert f"{PIPELINE} v{champion.version}" in text
+    assert champion.tags["airflow_run_id"] in text  # which run registered it
+    assert latest_run in text  # the last training run
 
 
 def test_train_task_links_to_its_mlflow_run(page: Any, airflow: Any, stack: Any) -> None:
     api, run_id = airflow
     trained = api.xcom(DAG_ID, run_id, "train")
-    page.goto(f"{stack.airflow_url}/dags/{DAG_ID}/runs/{run_id}/tasks/train")
+    page.goto(f"{stack.airflow_url}/dags/{DAG_ID}/runs/{run_id}/tasks/train/details")
     link = page.get_by_role("link", name="MLflow run")
     link.wait_for()
     page.screenshot(path=ARTIFACTS / "train-task-links.png", full_page=True)
@@ -135,7 +141,7 @@ def test_validate_task_links_to_data_docs_without_s3_credentials(
     page: Any, airflow: Any, stack: Any
 ) -> None:
     _, run_id = airflow
-    page.goto(f"{stack.airflow_url}/dags/{DAG_ID}/runs/{run_id}/tasks/validate")
+    page.goto(f"{stack.airflow_url}/dags/{DAG_ID}/runs/{run_id}/tasks/validate/details")
     link = page.get_by_role("link", name="Data Docs")
     link.wait_for()
     href = link.get_attribute("href")
@@ -145,7 +151,7 @@ def test_validate_task_links_to_data_docs_without_s3_credentials(
 
 
 def test_retrain_now_triggers_a_run_carrying_the_reason(page: Any, airflow: Any, stack: Any):
-    api, first_run = airflow
+    api, _ = airflow
     reason = f"browser test: labels fixed {time.time_ns()}"
     page.goto(f"{stack.airflow_url}/trainyard/models")
     row = page.locator(f"tr[data-pipeline={PIPELINE}]")
@@ -155,8 +161,7 @@ def test_retrain_now_triggers_a_run_carrying_the_reason(page: Any, airflow: Any,
     notice.wait_for()
     assert reason in notice.inner_text()
     page.screenshot(path=ARTIFACTS / "retrain-now.png", full_page=True)
-    runs = {run["dag_run_id"]: run for run in api.runs(DAG_ID)}
-    new = [run for run_id, run in runs.items() if run_id != first_run]
-    assert [run["conf"].get("reason") for run in new] == [reason]
+    carrying = [run for run in api.runs(DAG_ID) if (run["conf"] or {}).get("reason") == reason]
+    assert [run["run_type"] for run in carrying] == ["manual"]
     page.reload()
     assert reason in page.locator(f"tr[data-pipeline={PIPELINE}]").inner_text()
