@@ -415,6 +415,8 @@ def run(
     log.info("%s", decision.summary())
     registration = None
     if decision.passed:
-        registration = registry.register(spec, snapshot, report, trained, decision, context)
+        registration = registry.register(
+            spec, settings, snapshot, report, trained, decision, context
+        )
     champion = champion_version(spec.registered_model_name)
     return outcome(spec, snapshot, trained, decision, registration, champion and champion.version)
