@@ -85,7 +85,7 @@ def bench_spec():
     return parse_spec(
         {
             "name": "bench",
-            "source": {"kind": "partitioned_parquet", "prefix": "bench"},
+            "source": {"kind": "files", "prefix": "bench", "partitioning": "date=YYYY-MM-DD"},
             "schema": {
                 "numeric_features": numeric,
                 "categorical_features": categorical,

@@ -53,6 +53,32 @@ def repo_spec(name: str) -> Any:
     return load_spec(REPO / "include" / "pipelines" / f"{name}.yaml")
 
 
+def loans_frame(rows: int, start: int = 0) -> Any:
+    """Loan applications as a team would export them: ids with leading zeros, missing incomes
+    and regions, a text target (``approved`` / ``declined``) that the features predict."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(start)
+    income = rng.normal(50_000, 15_000, rows).round(0)
+    amount = rng.normal(20_000, 8_000, rows).round(0)
+    score = income - amount * 1.5 + rng.normal(0, 8000, rows)
+    frame = pd.DataFrame(
+        {
+            "application_id": [f"{start + i:05d}" for i in range(rows)],
+            "income": income,
+            "loan_amount": amount,
+            "age": rng.integers(18, 80, rows),
+            "employment": rng.choice(["salaried", "self-employed", "none"], rows),
+            "region": rng.choice(["north", "south", "east", "west"], rows),
+            "decision": np.where(score > 15000, "approved", "declined"),
+        }
+    )
+    frame.loc[frame.index[::9], "income"] = None
+    frame.loc[frame.index[::13], "region"] = None
+    return frame
+
+
 # ---- DAG runs ---------------------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """Command line: every pipeline step without Airflow (the same functions the DAG tasks call).
 
+    trainyard init NAME --source S3URI --target COL   draft a spec and suite from a sample
     trainyard specs                                   validate every spec (and its estimator)
     trainyard buckets                                 create the buckets the settings name
     trainyard ingest PIPELINE [--window-end D]        snapshot a window -> JSON reference
@@ -9,6 +10,9 @@
     trainyard register PIPELINE --snapshot ... --validation ... --training ... --decision ...
     trainyard run PIPELINE [--window-end D]           all steps in one process
     trainyard drift PIPELINE [--window-end D]         drift check vs the champion (no retrain)
+    trainyard history PIPELINE [--json]               the model's alias moves (audit trail)
+    trainyard rollback PIPELINE [--to N] --reason R   make an earlier version champion again
+    trainyard restore-aliases PIPELINE --reason R     rebuild the aliases from the audit trail
     trainyard serve [--host H] [--port P]             the model server (TRAINYARD_SERVING_*)
 
 Step commands print only their JSON result on stdout, so they chain through files; everything
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import sys
 import traceback
@@ -97,11 +102,9 @@ def _window_end(args: argparse.Namespace) -> date | None:
 def _window(args: argparse.Namespace, spec: Any) -> Any:
     from trainyard.data.sources import resolve_window
 
+    now = datetime.now(UTC).replace(tzinfo=None)
     return resolve_window(
-        spec,
-        datetime.now(UTC).date(),
-        window_end=_window_end(args),
-        window_days=args.window_days,
+        spec, now.date(), window_end=_window_end(args), window_days=args.window_days, run_time=now
     )
 
 
@@ -110,6 +113,32 @@ def cmd_specs(args: argparse.Namespace) -> int:
 
     for spec, _ in check_pipelines(_settings()):
         print(f"{spec.name}: ok (spec sha256 {spec.sha256()[:12]})", file=args.out)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from trainyard.data.draft import draft
+
+    drafted = draft(
+        _settings(),
+        args.name,
+        args.source,
+        args.target,
+        partitioning=args.partitioning,
+        sample_rows=args.sample_rows,
+    )
+    located = drafted.located
+    layout = located.partitioning or "none (a static source: the window is ignored)"
+    lines = [
+        f"read {drafted.sample_rows} sample rows of {located.format} from "
+        f"s3://{located.bucket}/{located.prefix} ({len(located.keys)} file(s); partitioning: "
+        f"{layout})",
+        *[f"  {reason}" for reason in drafted.guess.reasons],
+        f"wrote {drafted.spec_path}",
+        f"wrote {drafted.suite_path}",
+        f"next: review both, then `trainyard specs` and `trainyard run {args.name}`",
+    ]
+    print("\n".join(lines), file=args.out)
     return 0
 
 
@@ -196,6 +225,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         return 1
     registration = register(
         spec,
+        _settings(),
         _read(args.snapshot, SnapshotRef, "snapshot"),
         _read(args.validation, ValidationReport, "validation"),
         _read(args.training, TrainingResult, "training"),
@@ -261,6 +291,47 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cli_cause(spec: Any, reason: str) -> Any:
+    from trainyard.core.lineage import RunContext
+    from trainyard.governance.audit import Cause
+
+    return Cause.of_run(RunContext.for_cli(spec.name, reason.strip()))
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from trainyard.governance import audit
+
+    spec = _spec(args.pipeline)
+    events = audit.read_events(_settings(), spec.registered_model_name)
+    if args.json:
+        print(json.dumps([e.model_dump(mode="json") for e in events], indent=1), file=args.out)
+    else:
+        print(audit.timeline(spec.registered_model_name, events), file=args.out)
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from trainyard.governance.rollback import rollback
+
+    spec = _spec(args.pipeline)
+    event = rollback(
+        _settings(), spec.registered_model_name, args.to, _cli_cause(spec, args.reason)
+    )
+    print(event.describe(), file=args.out)
+    return 0
+
+
+def cmd_restore_aliases(args: argparse.Namespace) -> int:
+    from trainyard.governance.aliases import restore
+
+    spec = _spec(args.pipeline)
+    if not args.reason.strip():
+        raise ArgumentError("--reason must say why the aliases are rebuilt")
+    changed = restore(_settings(), spec.registered_model_name, _cli_cause(spec, args.reason))
+    print(json.dumps(changed), file=args.out)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -309,6 +380,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("specs", help="validate every pipeline spec").set_defaults(func=cmd_specs)
+    init = commands.add_parser(
+        "init", help="draft a spec and an expectation suite from a sample of the data"
+    )
+    init.add_argument("name", help="the pipeline's name (also its suite's)")
+    init.add_argument("--source", required=True, help="s3://bucket/prefix or s3://bucket/file.csv")
+    init.add_argument("--target", required=True, help="the column to predict")
+    init.add_argument(
+        "--partitioning", help="the partition layout, e.g. dt=YYYYMMDD, when not recognised"
+    )
+    init.add_argument("--sample-rows", type=int, default=50_000, help="rows to sample")
+    init.set_defaults(func=cmd_init)
     buckets = commands.add_parser("buckets", help="create the buckets the settings name")
     buckets.add_argument(
         "--wait", type=float, default=120.0, help="seconds to wait for S3 to answer"
@@ -344,6 +426,22 @@ def build_parser() -> argparse.ArgumentParser:
             "backfill); recorded in the new version's lineage",
         )
     step("register", cmd_register, "snapshot", "validation", "training", "decision")
+
+    history = commands.add_parser("history", help="the model's alias moves, oldest first")
+    history.add_argument("pipeline")
+    history.add_argument("--json", action="store_true", help="print the events as JSON")
+    history.set_defaults(func=cmd_history)
+    rollback = commands.add_parser("rollback", help="make an earlier version champion again")
+    rollback.add_argument("pipeline")
+    rollback.add_argument("--to", help="version N (default: the one holding 'previous')")
+    rollback.add_argument("--reason", required=True, help="why; kept in the audit trail")
+    rollback.set_defaults(func=cmd_rollback)
+    restore = commands.add_parser(
+        "restore-aliases", help="set champion/previous/challenger as the audit trail says"
+    )
+    restore.add_argument("pipeline")
+    restore.add_argument("--reason", required=True, help="why; kept in the audit trail")
+    restore.set_defaults(func=cmd_restore_aliases)
     serve = commands.add_parser("serve", help="serve every pipeline's champion over HTTP")
     serve.add_argument("--host", help="listen address (default TRAINYARD_SERVING_HOST)")
     serve.add_argument("--port", type=int, help="listen port (default TRAINYARD_SERVING_PORT)")

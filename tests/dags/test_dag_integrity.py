@@ -79,6 +79,22 @@ def test_training_dag_shape_and_params(dagbag) -> None:
         assert task.execution_timeout is not None and task.execution_timeout <= timedelta(hours=3)
 
 
+def test_one_manual_rollback_dag_per_spec_whose_reason_is_required(dagbag) -> None:
+    import copy
+
+    specs = {path.stem for path in SHIPPED_PIPELINES.glob("*.yaml")}
+    assert {d for d in dagbag.dag_ids if d.startswith("rollback_")} == {
+        f"rollback_{name}" for name in specs
+    }
+    dag = dagbag.dags["rollback_churn"]
+    assert dag.schedule is None
+    assert dag.task_ids == ["rollback"]
+    params = copy.deepcopy(dag.params)
+    params["reason"] = "v5 misbehaves"
+    with pytest.raises(Exception, match="too short|minLength|non-empty"):
+        params["reason"] = ""
+
+
 def test_one_drift_monitor_per_partitioned_spec_none_for_static_data(dagbag) -> None:
     drift_ids = {dag_id for dag_id in dagbag.dag_ids if dag_id.startswith("drift_")}
     assert drift_ids == {"drift_churn"}  # breast_cancer is a static sklearn dataset
@@ -152,9 +168,9 @@ def test_malformed_spec_is_an_import_error_naming_file_and_field(
 
     bag = _dagbag(tmp_path, monkeypatch)
 
-    # Both DAG files (training and drift monitors) read the specs; each names file and field.
+    # Every DAG file reads the specs; each names file and field.
     failing = {Path(f).name for f in bag.import_errors}
-    assert failing == {"training_pipelines.py", "drift_monitors.py"}
+    assert failing == {"training_pipelines.py", "drift_monitors.py", "rollbacks.py"}
     for message in bag.import_errors.values():
         assert str(bad) in message
         assert field in message
@@ -190,6 +206,7 @@ def test_two_specs_sharing_a_registered_model_are_an_import_error_naming_both(
     assert {Path(f).name for f in bag.import_errors} == {
         "training_pipelines.py",
         "drift_monitors.py",
+        "rollbacks.py",
     }
     for message in bag.import_errors.values():
         assert f"invalid pipeline specs {first} and {second}" in message

@@ -94,6 +94,22 @@ def test_first_run_registers_champion_v1_with_full_lineage(first_run, settings) 
     assert outcome["version"] == "1" and outcome["new_version"] is True
 
 
+def test_promotion_is_an_audit_event_naming_who_why_and_the_numbers(first_run, settings) -> None:
+    from trainyard.governance import audit
+
+    run = first_run.run
+    assert run.state == "success", run.task_states
+    (event,) = [e for e in audit.read_events(settings, "churn") if e.cause.run_id == run.run_id]
+    assert (event.action, event.to_version) == ("promote", run.xcoms["report"]["version"])
+    assert event.aliases_set["champion"] == event.to_version
+    assert event.cause.dag_id == "train_churn"
+    assert event.cause.reason == "test: first training run"
+    assert event.cause.actor == "dag_test"  # the user dag.test() triggers as
+    assert event.cause.details["mlflow_run_id"] == run.xcoms["train"]["mlflow_run_id"]
+    assert float(event.cause.details["metric.roc_auc"]) >= 0.75
+    assert first_run.champion.tags["triggered_by"] == "dag_test"
+
+
 def test_first_run_logs_dataset_params_and_gate_to_mlflow(first_run) -> None:
     from mlflow import MlflowClient
 

@@ -51,7 +51,7 @@ BASE_SPEC: dict[str, Any] = {
     "description": "the bad-input corpus's pipeline",
     "tags": ["test"],
     "schedule": None,
-    "source": {"kind": "partitioned_parquet", "prefix": NAME},
+    "source": {"kind": "files", "prefix": NAME, "partitioning": "date=YYYY-MM-DD"},
     "window": {"days": 5, "end_offset_days": 1},
     "schema": {
         "numeric_features": ["tenure_months", "monthly_charges", "support_calls"],
@@ -451,7 +451,7 @@ CASES = [
         "data-corrupt-file",
         RUN,
         "partition 2026-06-03 file {raw}/date=2026-06-03/part-0000.parquet cannot be read as "
-        "Parquet: Could not open Parquet input source the file: Parquet magic bytes not found",
+        "Parquet: Parquet magic bytes not found in footer",
         spec=_permissive,
         data=_bad_bytes(lambda good: b"this is not parquet"),
     ),

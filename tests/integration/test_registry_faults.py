@@ -136,7 +136,9 @@ def test_concurrent_registrations_of_one_fingerprint_keep_one_version(
         )
         start.wait()
         try:
-            results[index] = registry.register(spec, snapshot, report, trained, decision, context)
+            results[index] = registry.register(
+                spec, settings, snapshot, report, trained, decision, context
+            )
         except Exception as error:  # noqa: BLE001 (reported below)
             results[index] = error
 

@@ -64,11 +64,16 @@ def window_params(default_days: int, end_description: str) -> dict[str, Param]:
     }
 
 
-def run_day(context: dict[str, Any]) -> date:
-    """The day a run is for: the scheduled tick, or when a manual/triggered run was created."""
+def run_time(context: dict[str, Any]) -> datetime:
+    """When a run is for (UTC): the scheduled tick, or when a manual/triggered run was created."""
     dag_run = context["dag_run"]
     moment = dag_run.logical_date or dag_run.run_after
-    return moment.date()
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def run_day(context: dict[str, Any]) -> date:
+    """The day a run is for (UTC)."""
+    return run_time(context).date()
 
 
 def window_end_param(context: dict[str, Any]) -> date | None:
@@ -86,6 +91,17 @@ def trigger_reason(context: dict[str, Any]) -> str:
     return {"scheduled": "schedule", "manual": "manual"}.get(run_type, run_type)
 
 
+def actor(context: dict[str, Any]) -> str:
+    """Who started this run: the drift monitor, the schedule, or the Airflow user who did."""
+    if (context["params"].get("drift_report_uri") or "").strip():
+        return "drift monitor"
+    dag_run = context["dag_run"]
+    run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
+    if run_type == "scheduled":
+        return "schedule"
+    return getattr(dag_run, "triggering_user_name", None) or run_type
+
+
 def run_context(context: dict[str, Any]) -> RunContext:
     """Lineage identity of the current Airflow run."""
     from trainyard.core.lineage import RunContext, git_commit
@@ -97,6 +113,7 @@ def run_context(context: dict[str, Any]) -> RunContext:
         trigger_reason=trigger_reason(context),
         git_commit=git_commit(),
         drift_report_uri=(context["params"].get("drift_report_uri") or "").strip() or None,
+        actor=actor(context),
     )
 
 

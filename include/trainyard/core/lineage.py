@@ -89,6 +89,9 @@ class RunContext(BaseModel):
     code_sha256: str = Field(default_factory=code_sha256)
     #: The drift report that triggered this run (a drift-triggered retrain), else None.
     drift_report_uri: str | None = None
+    #: Who started it: the Airflow user of a manual run, ``schedule``, ``drift monitor``, or
+    #: ``cli:<login>``; recorded with every alias move the run makes.
+    actor: str = "unknown"
 
     @classmethod
     def for_cli(cls, pipeline: str, reason: str = "cli") -> RunContext:
@@ -101,6 +104,7 @@ class RunContext(BaseModel):
             run_id=f"cli__{stamp}",
             trigger_reason=reason,
             git_commit=git_commit(),
+            actor=f"cli:{_login()}",
         )
 
     def identity(self) -> dict[str, str]:
@@ -115,7 +119,17 @@ class RunContext(BaseModel):
             "drift_report_uri": self.drift_report_uri or "",
             "git_commit": self.git_commit,
             "code_sha256": self.code_sha256,
+            "triggered_by": self.actor,
         }
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return "unknown"
 
 
 def training_fingerprint(snapshot_sha256: str, spec_sha256: str, code: str) -> str:

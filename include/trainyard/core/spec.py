@@ -9,6 +9,7 @@ property of :class:`PipelineSpec`, so it is spelled in one place.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from trainyard.core.errors import DeterministicError
 from trainyard.core.metrics import default_leak_bounds, metrics_for
+from trainyard.data.layouts import Layout
 
 #: Evidently 0.7's drift tests (stattests) and the column kinds each accepts; a unit test
 #: checks this against Evidently's own registry (not imported here: too slow for DAG parsing).
@@ -54,14 +56,66 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class PartitionedParquetSource(_Frozen):
-    """Daily partitions ``s3://<bucket>/<prefix>/date=YYYY-MM-DD/*.parquet``."""
+#: The endings of the data files of each format; other files under a prefix are ignored.
+FILE_SUFFIXES = {
+    "parquet": (".parquet",),
+    "csv": (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz"),
+}
 
-    kind: Literal["partitioned_parquet"]
+
+class CsvOptions(_Frozen):
+    """How CSV files are parsed (``source.format: csv``)."""
+
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    header: bool = Field(default=True, description="Whether the first line names the columns.")
+    columns: tuple[str, ...] = Field(
+        default=(), description="Column names, in file order, for files without a header line."
+    )
+    encoding: str = "utf-8"
+    compression: Literal["infer", "gzip", "none"] = Field(
+        default="infer", description="infer: gzip for names ending in .gz, else none."
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _named_columns(self) -> CsvOptions:
+        if not self.header and not self.columns:
+            raise ValueError("files without a header line need 'columns' (names in file order)")
+        if self.header and self.columns:
+            raise ValueError("'columns' is only for files without a header line")
+        return self
+
+
+class FilesSource(_Frozen):
+    """Parquet or CSV files on S3 under ``s3://<bucket>/<prefix>/``.
+
+    With ``partitioning`` the files sit in one folder per day or hour (the pattern says where the
+    date is in the path) and a run reads its window's folders; without it the source is static:
+    every file under the prefix (or the one file the prefix names) is read and the window is
+    ignored.
+    """
+
+    kind: Literal["files"]
     bucket: str | None = Field(
         default=None, description="Raw-data bucket; defaults to TRAINYARD_RAW_BUCKET."
     )
     prefix: str = Field(min_length=1)
+    format: Literal["parquet", "csv"] = "parquet"
+    csv: CsvOptions = CsvOptions()
+    partitioning: str | None = Field(
+        default=None,
+        description="Where the date is in a file's path below the prefix, e.g. "
+        "date=YYYY-MM-DD, year=YYYY/month=MM/day=DD, dt=YYYYMMDD, date=YYYY-MM-DD/hour=HH. "
+        "None: a static source.",
+    )
     on_missing_partitions: Literal["fail", "skip"] = Field(
         default="fail",
         description="fail: the ingest task fails naming the missing dates. "
@@ -73,6 +127,64 @@ class PartitionedParquetSource(_Frozen):
     def _strip_slashes(cls, value: str) -> str:
         return value.strip("/")
 
+    @field_validator("partitioning")
+    @classmethod
+    def _valid_layout(cls, value: str | None) -> str | None:
+        if value is not None:
+            Layout(value.strip("/"))
+            return value.strip("/")
+        return value
+
+    @property
+    def layout(self) -> Layout | None:
+        """The partition layout, or None for a static source."""
+        return Layout(self.partitioning) if self.partitioning else None
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        """File names read (others, such as ``_SUCCESS`` markers, are ignored)."""
+        return FILE_SUFFIXES[self.format]
+
+
+_BOUND = re.compile(r"(?<![:\w]):(window_start|window_end)\b")
+
+
+class SqlSource(_Frozen):
+    """Rows of a SQL query, by a SQLAlchemy URL from the environment or an Airflow connection.
+
+    A windowed query names the bound parameters ``:window_start`` (included) and ``:window_end``
+    (excluded) and gets the run's window only through them; a query naming neither is static
+    (the window is ignored). Rows are read ``chunk_rows`` at a time through a server-side cursor.
+    """
+
+    kind: Literal["sql"]
+    url_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable holding the SQLAlchemy URL (credentials stay out of "
+        "the spec).",
+    )
+    conn_id: str | None = Field(default=None, description="Airflow connection id instead.")
+    query: str = Field(min_length=1)
+    chunk_rows: int = Field(default=100_000, ge=1000, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _one_connection_and_both_bounds(self) -> SqlSource:
+        if (self.url_env is None) == (self.conn_id is None):
+            raise ValueError("set exactly one of url_env and conn_id")
+        named = set(_BOUND.findall(self.query))
+        if len(named) == 1:
+            raise ValueError(
+                f"query names :{named.pop()} only; a windowed query needs both :window_start "
+                "and :window_end (a static query neither)"
+            )
+        return self
+
+    @property
+    def windowed(self) -> bool:
+        """Whether the query reads a window (it names the bound parameters)."""
+        return bool(_BOUND.search(self.query))
+
 
 class SklearnDatasetSource(_Frozen):
     """A static dataset that ships with scikit-learn (no download); the window is ignored."""
@@ -81,14 +193,38 @@ class SklearnDatasetSource(_Frozen):
     dataset: Literal["breast_cancer", "wine", "iris", "diabetes"]
 
 
-Source = Annotated[PartitionedParquetSource | SklearnDatasetSource, Field(discriminator="kind")]
+Source = Annotated[FilesSource | SqlSource | SklearnDatasetSource, Field(discriminator="kind")]
+
+
+def _legacy_source(value: object) -> object:
+    """``kind: partitioned_parquet`` (the first source kind) is daily Parquet files."""
+    if isinstance(value, dict) and value.get("kind") == "partitioned_parquet":
+        return {**value, "kind": "files", "format": "parquet", "partitioning": "date=YYYY-MM-DD"}
+    return value
 
 
 class Window(_Frozen):
-    """Which days a run trains on: ``days`` partitions ending ``end_offset_days`` before run day."""
+    """Which data a run trains on.
+
+    ``days`` days ending ``end_offset_days`` before the run day; or, for hourly partitions,
+    ``hours`` hours ending ``end_offset_hours`` before the run's hour (1: up to the last complete
+    hour).
+    """
 
     days: int = Field(default=28, ge=1, le=3660)
     end_offset_days: int = Field(default=1, ge=0, le=365)
+    hours: int | None = Field(default=None, ge=1, le=24 * 366)
+    end_offset_hours: int = Field(default=1, ge=0, le=24 * 365)
+
+    @model_validator(mode="after")
+    def _days_or_hours(self) -> Window:
+        if self.hours is not None and self.model_fields_set & {"days", "end_offset_days"}:
+            raise ValueError("set either days (and end_offset_days) or hours, not both")
+        return self
+
+
+#: Types a column can be normalised to (``schema.dtypes``).
+ColumnType = Literal["number", "integer", "text", "boolean", "timestamp"]
 
 
 class Schema(_Frozen):
@@ -99,6 +235,13 @@ class Schema(_Frozen):
     target: str
     id_column: str | None = None
     timestamp_column: str | None = None
+    dtypes: dict[str, ColumnType] = Field(
+        default_factory=dict,
+        description="Column -> type every source's values are normalised to (any column, "
+        "declared or not), overriding the default of the column's role (numeric feature: "
+        "number; categorical feature and id: text; timestamp: timestamp; target: number for "
+        "regression, the classes' own kind for classification).",
+    )
 
     @model_validator(mode="after")
     def _check_columns(self) -> Schema:
@@ -113,6 +256,12 @@ class Schema(_Frozen):
             if column is not None and column in features:
                 raise ValueError(f"{role} {column!r} is also listed as a feature")
         return self
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every declared column, in snapshot order: id, timestamp, features, target."""
+        roles = (self.id_column, self.timestamp_column, *self.features, self.target)
+        return tuple(column for column in roles if column)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -244,8 +393,20 @@ class PipelineSpec(_Frozen):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_kind(cls, value: object) -> object:
+        return _legacy_source(value)
+
     @model_validator(mode="after")
     def _check_consistency(self) -> PipelineSpec:
+        layout = getattr(self.source, "layout", None)
+        hourly = (layout and layout.hourly) or getattr(self.source, "windowed", False)
+        if self.window.hours is not None and not hourly:
+            raise ValueError(
+                "window.hours needs hourly partitions (source.partitioning with HH) or a "
+                "windowed SQL query"
+            )
         allowed = metrics_for(self.model.task)
         unknown = [m for m in self.metrics if m not in allowed]
         if unknown:

@@ -8,10 +8,10 @@ nothing, and a reader can check it got exactly what a reference names.
 from __future__ import annotations
 
 import hashlib
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from trainyard.core.errors import DeterministicError
 
@@ -30,12 +30,15 @@ class SnapshotUnavailableError(DeterministicError):
 
 
 class TrainingWindow(BaseModel):
-    """Inclusive range of partition dates a run reads."""
+    """Inclusive range of partitions a run reads: whole days, or hours from ``first_hour`` of
+    ``start`` to ``last_hour`` of ``end``."""
 
     model_config = ConfigDict(frozen=True)
 
     start: date
     end: date
+    first_hour: int = Field(default=0, ge=0, le=23)
+    last_hour: int = Field(default=23, ge=0, le=23)
 
     @classmethod
     def ending(cls, end: date, days: int, run_day: date | None = None) -> TrainingWindow:
@@ -59,9 +62,49 @@ class TrainingWindow(BaseModel):
             )
         return cls(start=end - timedelta(days=days - 1), end=end)
 
+    @classmethod
+    def ending_hours(cls, last: datetime, hours: int) -> TrainingWindow:
+        """The ``hours`` hours that end with the hour starting at ``last`` (both included).
+
+        Raises:
+            WindowError: ``hours`` is below 1.
+        """
+        if hours < 1:
+            raise WindowError(f"window hours must be at least 1, got {hours}")
+        last = last.replace(minute=0, second=0, microsecond=0, tzinfo=None)
+        first = last - timedelta(hours=hours - 1)
+        return cls(start=first.date(), end=last.date(), first_hour=first.hour, last_hour=last.hour)
+
+    @property
+    def whole_days(self) -> bool:
+        """Whether the window covers whole days (hour 0 of the first to hour 23 of the last)."""
+        return self.first_hour == 0 and self.last_hour == 23
+
+    @property
+    def start_moment(self) -> datetime:
+        """The window's first instant (included)."""
+        return datetime.combine(self.start, time(self.first_hour))
+
+    @property
+    def end_moment(self) -> datetime:
+        """The instant after the window's last hour (excluded)."""
+        return datetime.combine(self.end, time(self.last_hour)) + timedelta(hours=1)
+
     def days(self) -> list[date]:
         """Every date in the window, oldest first."""
         return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+
+    def hours(self) -> list[datetime]:
+        """Every hour in the window (its start), oldest first."""
+        count = int((self.end_moment - self.start_moment) / timedelta(hours=1))
+        return [self.start_moment + timedelta(hours=i) for i in range(count)]
+
+    def label(self) -> str:
+        """``start..end`` in days, or in hours when the window does not cover whole days."""
+        if self.whole_days:
+            return f"{self.start}..{self.end}"
+        last = self.end_moment - timedelta(hours=1)
+        return f"{self.start_moment:%Y-%m-%dT%H}h..{last:%Y-%m-%dT%H}h"
 
 
 class SnapshotRef(BaseModel):
@@ -74,16 +117,24 @@ class SnapshotRef(BaseModel):
     rows: int
     window_start: date
     window_end: date
+    window_first_hour: int = 0
+    window_last_hour: int = 23
     sources: int
 
     def tags(self) -> dict[str, str]:
-        """Lineage tags naming the exact data."""
-        return {
+        """Lineage tags naming the exact data (the window's hours too when not whole days)."""
+        tags = {
             "snapshot_uri": self.uri,
             "snapshot_sha256": self.sha256,
             "window_start": self.window_start.isoformat(),
             "window_end": self.window_end.isoformat(),
         }
+        if (self.window_first_hour, self.window_last_hour) != (0, 23):
+            tags["window_hours"] = (
+                f"{self.window_first_hour:02d}:00 of the first day to "
+                f"{self.window_last_hour:02d}:59 of the last"
+            )
+        return tags
 
 
 def snapshot_uri(settings: Settings, pipeline: str, sha256: str) -> str:
@@ -115,6 +166,8 @@ def write_snapshot(
         rows=len(frame),
         window_start=window.start,
         window_end=window.end,
+        window_first_hour=window.first_hour,
+        window_last_hour=window.last_hour,
         sources=sources,
     )
 

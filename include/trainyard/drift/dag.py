@@ -34,7 +34,7 @@ _DECISION = "ti.xcom_pull(task_ids='decide')"
 
 def has_drift_monitor(spec: PipelineSpec) -> bool:
     """Only data that keeps arriving can drift: partitioned sources get a monitor."""
-    return spec.source.kind == "partitioned_parquet"
+    return getattr(spec.source, "layout", None) is not None
 
 
 def drift_doc(spec: PipelineSpec) -> str:

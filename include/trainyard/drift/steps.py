@@ -243,14 +243,15 @@ def current_window(
     """
     from trainyard.data.sources import partition_dates, raw_bucket
 
-    if spec.source.kind != "partitioned_parquet":
+    layout = getattr(spec.source, "layout", None)
+    if layout is None:
         raise NoCurrentDataError(
             f"pipeline {spec.name!r} reads a static dataset; nothing new can drift"
         )
     available = (
         []
         if window_end
-        else partition_dates(settings, raw_bucket(spec, settings), spec.source.prefix)
+        else partition_dates(settings, raw_bucket(spec, settings), spec.source.prefix, layout)
     )
     days = spec.drift.window_days if window_days is None else window_days
     return newest_window(available, run_day, days, window_end)

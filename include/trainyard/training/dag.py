@@ -21,14 +21,31 @@ if TYPE_CHECKING:
     from trainyard.core.spec import PipelineSpec
 
 
+def source_description(spec: PipelineSpec) -> str:
+    """Where a pipeline's data comes from and which window a run reads, in one sentence."""
+    source, window = spec.source, spec.window
+    if source.kind == "sklearn_dataset":
+        return f"scikit-learn dataset `{source.dataset}` (static; the window is ignored)"
+    if source.kind == "sql":
+        if not source.windowed:
+            return "a SQL query (static; the window is ignored)"
+        span = f"{window.hours} hours" if window.hours is not None else f"{window.days} days"
+        return f"a SQL query windowed by `:window_start` / `:window_end`; window {span}"
+    where = f"{source.format} files under `{source.prefix}/`"
+    if source.layout is None:
+        return f"{where} (static; the window is ignored)"
+    unit = "hourly" if source.layout.hourly else "daily"
+    if window.hours is not None:
+        span = f"{window.hours} hours ending {window.end_offset_hours} hour(s) before the run"
+    else:
+        span = f"{window.days} days ending {window.end_offset_days} day(s) before the run day"
+    return f"{where} in {unit} partitions `{source.partitioning}/`; window {span}"
+
+
 def training_doc(spec: PipelineSpec) -> str:
     """The DAG's ``doc_md``: what it does, where the data is, how it is gated."""
     floors = ", ".join(f"`{m}` {b}" for m, b in spec.gate.floors.items()) or "none"
-    source = (
-        f"`{spec.source.prefix}/date=YYYY-MM-DD/` daily partitions"
-        if spec.source.kind == "partitioned_parquet"
-        else f"scikit-learn dataset `{spec.source.dataset}` (static; the window is ignored)"
-    )
+    source = source_description(spec)
     return f"""\
 ### Training pipeline `{spec.name}`
 
@@ -40,8 +57,7 @@ expectation stops the run here) → train `{spec.model.estimator}` → score cha
 on the same holdout → **gate** → register in MLflow as `{spec.registered_model_name}` and move
 alias `champion` (the old champion becomes `previous`).
 
-- **Data:** {source}; window {spec.window.days} days ending {spec.window.end_offset_days} day(s)
-  before the run day.
+- **Data:** {source}.
 - **Gate:** floors {floors}; `{spec.gate.champion_metric}` may be at most
   {spec.gate.max_regression} worse than the champion's on the same holdout.
 - **Rejected by the gate:** `register` is skipped, the run still succeeds and `report` says

@@ -1,7 +1,8 @@
 """Registration in the MLflow model registry, with lineage tags and alias moves.
 
 Aliases, not stages: ``champion`` is the serving model, ``previous`` the one it replaced.
-Only :func:`register` moves them, and only for a model that passed the gate.
+:func:`register` moves them only for a model that passed the gate, and only through
+:func:`trainyard.governance.aliases.move`, which records the move in the audit trail.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from trainyard.core.tracking import CHAMPION
 
 if TYPE_CHECKING:
     from trainyard.core.lineage import RunContext
+    from trainyard.core.settings import Settings
     from trainyard.core.spec import PipelineSpec
     from trainyard.data.snapshots import SnapshotRef
     from trainyard.data.validation import ValidationReport
@@ -62,6 +64,7 @@ def lineage_tags(
 
 def register(
     spec: PipelineSpec,
+    settings: Settings,
     snapshot: SnapshotRef,
     validation: ValidationReport,
     training: TrainingResult,
@@ -74,8 +77,9 @@ def register(
     training fingerprint (same snapshot, spec and code, hence the same model), is reused instead
     of creating a duplicate. Race-free: when concurrent runs both found no such version and both
     registered one, the lowest version of the fingerprint wins and the others are deleted before
-    any alias moves. The old champion gets the ``previous`` alias (see
-    :func:`~trainyard.core.tracking.promote`, which a rerun uses to finish an interrupted move).
+    any alias moves. The old champion gets the ``previous`` alias; the move is an audit event
+    (actor and reason from ``context``; see :func:`trainyard.governance.aliases.move`, which a
+    retry or a rerun uses to finish an interrupted move).
 
     Returns:
         The version now holding ``champion``.
@@ -86,7 +90,8 @@ def register(
     import mlflow
     from mlflow import MlflowClient
 
-    from trainyard.core.tracking import promote
+    from trainyard.governance import aliases
+    from trainyard.governance.audit import Cause
 
     if not decision.passed:
         raise ValueError("the gate rejected this model; refusing to register it")
@@ -107,7 +112,14 @@ def register(
             name,
             version.version,
         )
-    previous = promote(name, str(version.version))
+    cause = Cause.of_run(
+        context,
+        mlflow_run_id=training.mlflow_run_id,
+        gate=lineage.get("gate_decision", ""),
+        **{key: value for key, value in lineage.items() if key.startswith("metric.")},
+    )
+    event = aliases.move(settings, name, "promote", str(version.version), cause)
+    previous = event.from_version if event is not None else None
     client.set_tag(training.mlflow_run_id, "registered_version", str(version.version))
     return Registration(
         model_name=name,

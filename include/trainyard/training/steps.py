@@ -144,9 +144,10 @@ def older_window(
     champion_version: str,
     champion_window_end: str | None,
 ) -> str | None:
-    """How this run's window is older than the champion's, or None (pure).
+    """How this run's window is older than the champion's (by its last day), or None (pure).
 
-    Static datasets are exempt: their window selects no data.
+    Static sources (a bundled dataset, files without partitioning, a query without the window's
+    bound parameters) are exempt: their window selects no data.
 
     Args:
         spec: The pipeline (its source kind).
@@ -159,7 +160,9 @@ def older_window(
     """
     from datetime import date
 
-    if spec.source.kind != "partitioned_parquet" or not champion_window_end:
+    source = spec.source
+    reads_window = getattr(source, "layout", None) is not None or getattr(source, "windowed", False)
+    if not reads_window or not champion_window_end:
         return None
     if snapshot.window_end >= date.fromisoformat(champion_window_end):
         return None
@@ -457,6 +460,8 @@ def run(
     log.info("%s", decision.summary())
     registration = None
     if decision.passed:
-        registration = registry.register(spec, snapshot, report, trained, decision, context)
+        registration = registry.register(
+            spec, settings, snapshot, report, trained, decision, context
+        )
     champion = champion_version(spec.registered_model_name)
     return outcome(spec, snapshot, trained, decision, registration, champion and champion.version)

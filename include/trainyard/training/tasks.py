@@ -15,6 +15,7 @@ from trainyard.airflow.common import (
     airflow_failures,
     run_context,
     run_day,
+    run_time,
     window_end_param,
 )
 from trainyard.core.settings import Settings
@@ -36,8 +37,9 @@ def ingest(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
             run_day(context),
             window_end=window_end_param(context),
             window_days=context["params"].get("window_days"),
+            run_time=run_time(context),
         )
-        log.info("window %s .. %s (%d days)", window.start, window.end, len(window.days()))
+        log.info("window %s", window.label())
         snapshot = steps.ingest(spec, Settings.from_env(), window)
     log.info("snapshot %s sha256=%s rows=%d", snapshot.uri, snapshot.sha256, snapshot.rows)
     return snapshot.model_dump(mode="json")
@@ -128,6 +130,7 @@ def register(
     with airflow_failures(spec):
         registration = register(
             spec,
+            Settings.from_env(),
             SnapshotRef.model_validate(snapshot),
             ValidationReport.model_validate(report),
             TrainingResult.model_validate(trained),

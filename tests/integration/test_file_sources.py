@@ -1,0 +1,183 @@
+"""File sources on the session's SeaweedFS S3: CSV and Parquet, partition layouts, static files.
+
+Each test lands raw files the way a team would (gzip CSV per hour, Hive-style Parquet folders,
+one static CSV export) and ingests them with the example specs in docs/examples/pipelines.
+"""
+
+from __future__ import annotations
+
+import gzip
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.support import REPO, loans_frame
+from trainyard.core import storage
+from trainyard.core.spec import parse_spec
+from trainyard.data.snapshots import TrainingWindow, load_snapshot
+from trainyard.data.sources import (
+    MissingPartitionsError,
+    RawDataError,
+    ingest,
+    partition_dates,
+    resolve_window,
+)
+from trainyard_dev.churn import generate_day
+
+EXAMPLES = REPO / "docs" / "examples" / "pipelines"
+DAY = date(2025, 4, 1)
+
+
+def _example(name: str, **source: object):
+    """An example spec, its source moved under a prefix of this test's own."""
+    data = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    data["source"].update(source)
+    return parse_spec(data, Path(f"{name}.yaml"))
+
+
+def _csv(frame: pd.DataFrame, delimiter: str = ",") -> bytes:
+    return frame.to_csv(index=False, sep=delimiter).encode()
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    return storage.parquet_bytes(frame)
+
+
+def _put(settings, key: str, body: bytes) -> None:
+    storage.ensure_buckets(settings, [settings.raw_bucket])
+    storage.put_bytes(settings, f"s3://{settings.raw_bucket}/{key}", body)
+
+
+def _hour_frame(moment: datetime, rows: int = 40) -> pd.DataFrame:
+    frame = generate_day(moment.date(), rows, seed=moment.hour)
+    frame["customer_id"] = [f"H{moment:%Y%m%d%H}-{i:04d}" for i in range(rows)]
+    frame["event_date"] = pd.Timestamp(moment)
+    return frame
+
+
+def test_hourly_gzip_csv_partitions_read_an_hours_window(settings) -> None:
+    spec = _example("churn_hourly_csv", prefix="t_hourly")
+    run_time = datetime(2025, 4, 2, 3, 20)  # hourly window of 12 ending 02:00 (offset 1 h)
+    window = resolve_window(spec, run_time.date(), run_time=run_time)
+    assert window.label() == "2025-04-01T15h..2025-04-02T02h"
+    hours = window.hours()
+    assert len(hours) == 12
+    for moment in [hours[0] - timedelta(hours=1), *hours]:
+        key = f"t_hourly/date={moment:%Y-%m-%d}/hour={moment:%H}/part-0.csv.gz"
+        _put(settings, key, gzip.compress(_csv(_hour_frame(moment))))
+    _put(settings, f"t_hourly/date={DAY}/hour=16/_SUCCESS", b"")  # markers are not data
+
+    snapshot = ingest(spec, settings, window)
+
+    assert snapshot.rows == 12 * 40 and snapshot.sources == 12
+    assert snapshot.tags()["window_hours"] == "15:00 of the first day to 02:59 of the last"
+    frame = load_snapshot(settings, snapshot.uri, snapshot.sha256)
+    assert frame["event_date"].min() == pd.Timestamp("2025-04-01 15:00")
+    assert frame["event_date"].max() == pd.Timestamp("2025-04-02 02:00")
+    assert partition_dates(settings, settings.raw_bucket, "t_hourly", spec.source.layout) == [
+        date(2025, 4, 1),
+        date(2025, 4, 2),
+    ]
+
+    later = resolve_window(spec, run_time.date(), run_time=run_time + timedelta(hours=2))
+    with pytest.raises(MissingPartitionsError) as error:
+        ingest(spec, settings, later)
+    assert error.value.missing == ["2025-04-02T03h", "2025-04-02T04h"]
+    assert "2 raw partition(s) missing under s3://" in str(error.value)
+
+
+def test_year_month_day_parquet_layout(settings) -> None:
+    spec = _example("churn_ymd_parquet", prefix="t_ymd")
+    days = [DAY + timedelta(days=i) for i in range(3)]
+    for day in days:
+        folder = f"t_ymd/year={day:%Y}/month={day:%m}/day={day:%d}"
+        frame = generate_day(day, 200)
+        _put(settings, f"{folder}/part-0.parquet", _parquet(frame.iloc[:120]))
+        _put(settings, f"{folder}/part-1.parquet", _parquet(frame.iloc[120:]))
+
+    snapshot = ingest(spec, settings, TrainingWindow(start=days[0], end=days[-1]))
+
+    assert snapshot.rows == 600 and snapshot.sources == 6
+    frame = load_snapshot(settings, snapshot.uri, snapshot.sha256)
+    expected = pd.concat([generate_day(day, 200) for day in days], ignore_index=True)
+    assert frame["customer_id"].tolist() == expected["customer_id"].tolist()
+    # The declared columns first, in the schema's order, each with its normalised type.
+    assert list(frame.columns) == list(spec.schema_.columns)
+    assert str(frame["tenure_months"].dtype) == "float64"
+    assert str(frame["churned"].dtype) == "Int64"
+
+
+def test_the_same_rows_from_csv_or_parquet_give_the_same_snapshot(settings) -> None:
+    data = yaml.safe_load((REPO / "include" / "pipelines" / "churn.yaml").read_text())
+    data["source"]["prefix"] = "t_same_pq"
+    parquet = parse_spec(data, Path("churn.yaml"))
+    csv = _example("churn_dt_csv", prefix="t_same_csv")
+    days = [DAY + timedelta(days=i) for i in range(2)]
+    for day in days:
+        frame = generate_day(day, 300)
+        frame.loc[frame.index[:7], "churned"] = pd.NA  # labels that have not arrived yet
+        frame.loc[frame.index[3:9], "monthly_charges"] = float("nan")
+        _put(settings, f"t_same_pq/date={day}/part-0000.parquet", _parquet(frame))
+        _put(settings, f"t_same_csv/dt={day:%Y%m%d}/export.csv", _csv(frame, ";"))
+    window = TrainingWindow(start=days[0], end=days[-1])
+
+    from_parquet = ingest(parquet, settings, window)
+    from_csv = ingest(csv, settings, window)
+
+    assert from_csv.rows == from_parquet.rows == 600
+    assert from_csv.sha256 == from_parquet.sha256
+
+
+def test_a_malformed_csv_line_or_value_is_named(settings) -> None:
+    spec = _example("churn_dt_csv", prefix="t_bad_csv")
+    window = TrainingWindow(start=DAY, end=DAY)
+    good = _csv(generate_day(DAY, 20), ";").decode().splitlines()
+    key = f"t_bad_csv/dt={DAY:%Y%m%d}/export.csv"
+
+    _put(settings, key, "\n".join([*good[:4], good[4] + ";extra", *good[5:]]).encode())
+    with pytest.raises(RawDataError) as error:
+        ingest(spec, settings, window)
+    assert str(error.value) == (
+        f"partition {DAY} file s3://{settings.raw_bucket}/{key} cannot be read as CSV: "
+        "Expected 13 fields in line 5, saw 14"
+    )
+
+    frame = generate_day(DAY, 20).astype({"tenure_months": object})
+    frame.loc[frame.index[6], "tenure_months"] = "twelve"
+    _put(settings, key, _csv(frame, ";"))
+    with pytest.raises(RawDataError) as error:
+        ingest(spec, settings, window)
+    assert str(error.value) == (
+        f"partition {DAY} file s3://{settings.raw_bucket}/{key}: numeric feature column "
+        "'tenure_months' must hold numbers; found 'twelve' (1 such value(s))"
+    )
+
+
+def test_a_static_csv_file_or_folder_ignores_the_window(settings) -> None:
+    spec = _example("loans_static_csv", prefix="t_loans/applications.csv")
+    _put(settings, "t_loans/applications.csv", _csv(loans_frame(300)))
+    _put(settings, "t_loans/applications.csv.bak", b"not,the,file\n")
+    any_window = TrainingWindow(start=DAY, end=DAY)
+
+    snapshot = ingest(spec, settings, any_window)
+
+    assert snapshot.rows == 300 and snapshot.sources == 1
+    frame = load_snapshot(settings, snapshot.uri, snapshot.sha256)
+    assert frame["application_id"].iloc[:2].tolist() == ["00000", "00001"]  # text, zeros kept
+    assert set(frame["decision"]) == {"approved", "declined"}
+    assert frame["income"].isna().sum() == 34 and frame["region"].isna().sum() == 24
+    other_window = TrainingWindow(start=DAY, end=DAY + timedelta(3))
+    assert ingest(spec, settings, other_window).sha256 == snapshot.sha256
+
+    folder = _example("loans_static_csv", prefix="t_loans_parts")
+    _put(settings, "t_loans_parts/a.csv", _csv(loans_frame(100)))
+    _put(settings, "t_loans_parts/b.csv.gz", gzip.compress(_csv(loans_frame(50, start=100))))
+    parts = ingest(folder, settings, any_window)
+    assert parts.rows == 150 and parts.sources == 2
+
+    missing = _example("loans_static_csv", prefix="t_loans_none/x.csv")
+    with pytest.raises(RawDataError, match="no file s3://.*/t_loans_none/x.csv"):
+        ingest(missing, settings, any_window)
