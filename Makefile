@@ -59,6 +59,7 @@ bench: $(VENV)/.dev  ## run the benchmarks (figures go to benchmarks/results/)
 	$(BIN)/python benchmarks/training_wall_time.py
 	$(BIN)/python benchmarks/drift_check.py
 	$(BIN)/python benchmarks/drift_to_retrain_latency.py
+	$(BIN)/python benchmarks/fault_time_to_fail.py
 
 lock: | $(UV)  ## recompile the locks after editing requirements*.txt
 	$(UV) pip compile requirements.txt -o requirements.lock --generate-hashes --python-version 3.11
