@@ -7,7 +7,7 @@ UV := $(BIN)/uv
 export UV_PYTHON := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help demo up down status test test-unit lint hooks bench lock clean
+.PHONY: help demo up down status test test-unit lint hooks bench bench-serving lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -60,6 +60,10 @@ bench: $(VENV)/.dev  ## run the benchmarks (figures go to benchmarks/results/)
 	$(BIN)/python benchmarks/drift_check.py
 	$(BIN)/python benchmarks/drift_to_retrain_latency.py
 	$(BIN)/python benchmarks/fault_time_to_fail.py
+	$(BIN)/python benchmarks/serving_latency.py
+
+bench-serving: $(VENV)/.dev  ## model server vs mlflow models serve (p50/p95/p99, CPU); alias move -> served
+	$(BIN)/python benchmarks/serving_latency.py
 
 lock: | $(UV)  ## recompile the locks after editing requirements*.txt
 	$(UV) pip compile requirements.txt -o requirements.lock --generate-hashes --python-version 3.11

@@ -168,6 +168,14 @@ class ServingSettings:
             ),
             max_body_bytes=int(number("MAX_BODY_BYTES", defaults.max_body_bytes, int)),
         )
+        for name, value in (
+            ("API_KEY", settings.api_key),
+            ("WEBHOOK_SECRET", settings.webhook_secret),
+        ):
+            if value is not None and "change-me" in value:
+                raise ValueError(
+                    f"TRAINYARD_SERVING_{name} is still the .env.example placeholder: set a secret"
+                )
         if settings.webhook_url and not settings.webhook_secret:
             raise ValueError(
                 "TRAINYARD_SERVING_WEBHOOK_URL is set without TRAINYARD_SERVING_WEBHOOK_SECRET: "
