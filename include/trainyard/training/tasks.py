@@ -90,7 +90,8 @@ def evaluate(
     """Score challenger and champion on the holdout; decide.
 
     The ``replace_incompatible_champion`` Param lets the gate replace a champion that cannot be
-    scored on this holdout (recorded in the new version's lineage).
+    scored on this holdout, ``allow_older_window`` one trained on a newer window than this run's
+    (each recorded in the new version's lineage).
     """
     from trainyard.data.snapshots import SnapshotRef
     from trainyard.training import steps
@@ -104,6 +105,7 @@ def evaluate(
             replace_incompatible_champion=bool(
                 context["params"].get("replace_incompatible_champion")
             ),
+            allow_older_window=bool(context["params"].get("allow_older_window")),
         )
     log.info("%s", decision.summary())
     return decision.model_dump(mode="json")
