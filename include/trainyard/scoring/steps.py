@@ -221,12 +221,10 @@ def batch(spec: PipelineSpec, settings: Settings, day: date) -> SnapshotRef:
         trainyard.data.sources.RawDataError: A file does not open or lacks a declared feature,
             or a feature holds values of the wrong type; naming the file, column and a value.
     """
-    from trainyard.data.snapshots import TrainingWindow, write_snapshot
-    from trainyard.data.sources import read_partitions
+    from trainyard.data.snapshots import TrainingWindow
+    from trainyard.data.sources import ingest
 
-    window = TrainingWindow(start=day, end=day)
-    frame, sources = read_partitions(spec, settings, window, require_target=False)
-    return write_snapshot(settings, spec.name, frame, window, sources)
+    return ingest(spec, settings, TrainingWindow(start=day, end=day), require_target=False)
 
 
 def validate(spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef) -> Any:

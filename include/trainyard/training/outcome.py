@@ -20,7 +20,7 @@ class Outcome(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     pipeline: str
-    status: Literal["registered", "rejected_by_gate"]
+    status: Literal["registered", "rejected_by_gate", "refused_older_window"]
     model_name: str
     version: str | None
     alias: str | None
@@ -73,7 +73,13 @@ def outcome(
     """
     return Outcome(
         pipeline=spec.name,
-        status="registered" if registration else "rejected_by_gate",
+        status=(
+            "registered"
+            if registration
+            else "refused_older_window"
+            if decision.refused_older_window
+            else "rejected_by_gate"
+        ),
         model_name=spec.registered_model_name,
         version=registration.version if registration else None,
         alias=registration.alias if registration else None,
