@@ -7,7 +7,7 @@ UV := $(BIN)/uv
 export UV_PYTHON := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help demo up down status test test-unit lint hooks bench lock clean
+.PHONY: help demo up down status test test-unit lint hooks bench bench-serving lock clean browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -40,9 +40,19 @@ status: $(VENV)/.runtime  ## which services of the embedded stack are running
 
 # `make test` measures coverage of include/trainyard and fails under pyproject.toml's
 # [tool.coverage.report] fail_under; test-unit covers less, so it does not measure.
-test: $(VENV)/.dev  ## lint, then every test (unit, DAG integrity, end to end on real services) with coverage
+test: $(VENV)/.dev browser  ## lint, then every test (unit, DAG integrity, end to end on real services, browser) with coverage
 	$(BIN)/ruff check dags plugins include tools tests benchmarks
 	$(BIN)/pytest --cov
+
+# The browser test drives Debian's Chromium through Playwright (never `playwright install`).
+browser:  ## install Debian's Chromium for the browser test when missing (apt-get, as root)
+	@if [ -x "$${TRAINYARD_CHROMIUM:-/usr/bin/chromium}" ]; then \
+		echo "browser: $${TRAINYARD_CHROMIUM:-/usr/bin/chromium}"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else \
+		echo "browser: no Chromium and cannot apt-get it (not root): the browser test will skip (fail under CI=true)"; \
+	fi
 
 test-unit: $(VENV)/.dev  ## unit and DAG tests only
 	$(BIN)/pytest tests/unit tests/dags
@@ -59,6 +69,11 @@ bench: $(VENV)/.dev  ## run the benchmarks (figures go to benchmarks/results/)
 	$(BIN)/python benchmarks/training_wall_time.py
 	$(BIN)/python benchmarks/drift_check.py
 	$(BIN)/python benchmarks/drift_to_retrain_latency.py
+	$(BIN)/python benchmarks/fault_time_to_fail.py
+	$(BIN)/python benchmarks/serving_latency.py
+
+bench-serving: $(VENV)/.dev  ## model server vs mlflow models serve (p50/p95/p99, CPU); alias move -> served
+	$(BIN)/python benchmarks/serving_latency.py
 
 lock: | $(UV)  ## recompile the locks after editing requirements*.txt
 	$(UV) pip compile requirements.txt -o requirements.lock --generate-hashes --python-version 3.11

@@ -70,6 +70,7 @@ def test_training_dag_shape_and_params(dagbag) -> None:
     assert set(dag.params) >= {"window_end", "window_days", "reason"}
     # Off unless a person asks: an incompatible champion otherwise fails the gate.
     assert dag.params["replace_incompatible_champion"] is False
+    assert dag.params["allow_older_window"] is False
     order = ["ingest", "validate", "train", "evaluate", "gate", "register", "report"]
     assert set(dag.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:], strict=False):

@@ -270,6 +270,34 @@ def test_compose_healthcheck_commands_pass_against_the_running_services(prod) ->
         assert result.returncode == 0, f"{service}: {line}\n{result.stdout}{result.stderr}"
 
 
+def test_model_server_serves_the_champion_and_requires_the_api_key(prod, training_run) -> None:
+    """The model server follows the new champion; /predict needs the key; compose's check."""
+    import httpx
+    from mlflow import MlflowClient
+
+    from trainyard_dev.churn import generate_day
+    from trainyard_dev.demo import follow_champion
+
+    key = prod.secrets.serving_api_key
+    champion = MlflowClient().get_model_version_by_alias("churn", "champion")
+    assert follow_champion(prod, "churn", champion.version, key, timeout=300) is not None
+    row = generate_day(WINDOW_END, 1).drop(columns=["event_date", "churned"])
+    body = {"records": json.loads(row.to_json(orient="records"))}
+    url = f"{prod.serving_url}/predict/churn"
+
+    anonymous = httpx.post(url, json=body, timeout=30)
+    wrong = httpx.post(url, json=body, headers={"Authorization": "Bearer nope"}, timeout=30)
+    keyed = httpx.post(url, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+    assert anonymous.status_code == 401 and wrong.status_code == 401
+    assert keyed.status_code == 200, keyed.text
+    assert keyed.json()["model_version"] == champion.version
+    compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())["services"]
+    _, *command = compose["model-server"]["healthcheck"]["test"]
+    line = " ".join(command).replace("localhost:8000", f"127.0.0.1:{prod.ports.serving}")
+    assert subprocess.run(["bash", "-c", line], capture_output=True, timeout=60).returncode == 0
+
+
 @pytest.mark.last_in_module  # it stops the stack the other tests of this module use
 def test_teardown_stops_everything_and_drops_the_databases(prod) -> None:
     import redis

@@ -101,7 +101,7 @@ def raw() -> dict[str, Any]:
 
 
 def test_compose_file_is_valid_for_docker_compose(resolved) -> None:
-    assert set(resolved["services"]) == AIRFLOW_SERVICES | STATEFUL | {"s3-init"}
+    assert set(resolved["services"]) == AIRFLOW_SERVICES | STATEFUL | {"s3-init", "model-server"}
 
 
 def test_no_service_runs_the_local_tooling(resolved) -> None:
@@ -204,7 +204,7 @@ def test_airflow_services_share_image_config_and_dag_mounts(resolved) -> None:
 
 def test_stateful_and_long_running_services_have_healthchecks(resolved) -> None:
     services = resolved["services"]
-    for name in STATEFUL | LONG_RUNNING:
+    for name in STATEFUL | LONG_RUNNING | {"model-server"}:
         test = services[name].get("healthcheck", {}).get("test")
         assert test and test[0] in {"CMD", "CMD-SHELL"}, name
     for one_shot in ("airflow-init", "s3-init"):
@@ -297,6 +297,12 @@ def test_compose_uses_the_configuration_surface_of_the_local_stacks(resolved, tm
         services["mlflow"]["environment"]
     )
     assert set(ProdSecrets.ENV_NAMES.values()) <= set(_env_example())
+    model_server = services["model-server"]
+    assert set(local.serving_env()) - {"TRAINYARD_SERVING_HOST", "TRAINYARD_SERVING_PORT"} <= set(
+        model_server["environment"]
+    )
+    assert model_server["healthcheck"]["test"][-1].endswith("/ready")
+    assert model_server["command"][:4] == ["python", "-m", "trainyard", "serve"]
 
 
 def test_dockerfile_installs_the_lock_and_bakes_in_no_secret() -> None:
@@ -310,7 +316,9 @@ def test_dockerfile_installs_the_lock_and_bakes_in_no_secret() -> None:
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "--require-hashes -r /tmp/requirements.lock" in text
+    assert "--require-hashes -r /opt/trainyard/requirements.lock" in text
+    # The lock stays in the image, where the code identity (training fingerprint) reads it.
+    assert "TRAINYARD_REQUIREMENTS_LOCK=/opt/trainyard/requirements.lock" in text
     for source in ("dags/", "plugins/", "include/pipelines/", "include/expectations/"):
         assert re.search(rf"^COPY .*\s{re.escape(source)}\s", text, re.M), source
     # The runtime package only: the local tooling (tools/) never enters the image.

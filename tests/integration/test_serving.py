@@ -27,38 +27,13 @@ import yaml
 
 from tests.faults import FaultProxy
 from tests.support import REPO
+from trainyard_dev.churn import register_model
 from trainyard_dev.services import free_ports, wait_for
 
 PIPELINE = "churn_serving"
+UNTRAINED = "churn_serving_untrained"
 API_KEY = "test-key-not-a-secret"
 FLUSH_ROWS = 40
-
-
-def _fit_and_register(spec: Any, days: list[date]) -> str:
-    """Fit the spec's pipeline on generated churn days and register it as training does."""
-    import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
-
-    from trainyard.training.preflight import trusted_types
-    from trainyard.training.steps import fit
-    from trainyard_dev.churn import generate_day
-
-    frame = pd.concat([generate_day(day, 400) for day in days], ignore_index=True)
-    fitted = fit(spec, frame)
-    example = fitted.data.x_train.head(5)
-    mlflow.set_experiment(f"{PIPELINE}-tests")
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            fitted.model,
-            name="model",
-            signature=infer_signature(example, fitted.model.predict(example)),
-            input_example=example,
-            pip_requirements=["scikit-learn", "pandas"],
-            skops_trusted_types=trusted_types(spec, fitted.model),
-            registered_model_name=spec.registered_model_name,
-        )
-    return str(info.registered_model_version)
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +48,12 @@ def registry(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     document["model"]["registered_name"] = PIPELINE
     document["model"]["params"]["max_iter"] = 30
     (folder / f"{PIPELINE}.yaml").write_text(yaml.safe_dump(document))
+    # A second pipeline that never gets a champion: served, but nothing to load.
+    document.update(name=UNTRAINED, model={**document["model"], "registered_name": UNTRAINED})
+    (folder / f"{UNTRAINED}.yaml").write_text(yaml.safe_dump(document))
     spec = load_spec(folder / f"{PIPELINE}.yaml")
-    v1 = _fit_and_register(spec, [date(2026, 1, d) for d in (1, 2, 3)])
-    v2 = _fit_and_register(spec, [date(2026, 2, d) for d in (1, 2, 3)])
+    v1 = register_model(spec, [date(2026, 1, d) for d in (1, 2, 3)])
+    v2 = register_model(spec, [date(2026, 2, d) for d in (1, 2, 3)])
     from mlflow import MlflowClient
 
     MlflowClient().set_registered_model_alias(PIPELINE, CHAMPION, v1)
@@ -159,7 +137,8 @@ def _metric(server: dict[str, Any], name: str) -> float:
 
 
 def _served_version(client: httpx.Client) -> str:
-    return client.get("/models").json()["models"][0]["version"]
+    (model,) = [m for m in client.get("/models").json()["models"] if m["name"] == PIPELINE]
+    return model["version"]
 
 
 def _wait_for_version(client: httpx.Client, version: str, timeout: float = 90) -> float:
@@ -237,6 +216,18 @@ def test_wrong_type_and_oversized_bodies(server) -> None:
     assert unknown.status_code == 404
 
 
+def test_ready_with_a_pipeline_that_has_no_champion_yet(server) -> None:
+    ready = httpx.get(f"{server['url']}/ready", timeout=10)
+    with _client(server) as client:
+        untrained = client.post(f"/predict/{UNTRAINED}", json={"records": [{}]})
+        models = client.get("/models").json()
+    assert ready.status_code == 200 and ready.json()["no_champion"] == [UNTRAINED]
+    assert untrained.status_code == 503
+    assert untrained.json()["detail"] == f"pipeline {UNTRAINED!r} has no champion in the registry"
+    assert [m["name"] for m in models["models"]] == [PIPELINE]
+    assert models["no_champion"] == [UNTRAINED]
+
+
 def test_the_api_key_is_required(server) -> None:
     record = _records(_rows(1))[0]
     plain = httpx.post(f"{server['url']}/predict/{PIPELINE}", json={"records": [record]})
@@ -288,7 +279,8 @@ def test_follows_promotion_and_rollback_without_a_failed_request(server, registr
     versions = [version for _, version in outcomes]
     assert versions[0] == registry["v1"] and versions[-1] == registry["v1"]
     assert registry["v2"] in versions
-    assert models[0]["alias"] == "champion" and models[0]["version"] == registry["v1"]
+    (model,) = [m for m in models if m["name"] == PIPELINE]
+    assert model["alias"] == "champion" and model["version"] == registry["v1"]
     assert _metric(server, "trainyard_serving_model_swaps_total") >= 3
 
 

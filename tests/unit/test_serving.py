@@ -160,5 +160,7 @@ def test_serving_settings_from_the_environment() -> None:
         ServingSettings.from_env({"TRAINYARD_SERVING_LOG_FLUSH_ROWS": "x"})
     with pytest.raises(ValueError, match="must be positive"):
         ServingSettings.from_env({"TRAINYARD_SERVING_POLL_SECONDS": "0"})
+    with pytest.raises(ValueError, match="TRAINYARD_SERVING_API_KEY is still the .env.example"):
+        ServingSettings.from_env({"TRAINYARD_SERVING_API_KEY": "change-me"})
     with pytest.raises(ValueError, match="without TRAINYARD_SERVING_WEBHOOK_SECRET"):
         ServingSettings.from_env({"TRAINYARD_SERVING_WEBHOOK_URL": "http://x/webhooks/mlflow"})

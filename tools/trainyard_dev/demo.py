@@ -1,7 +1,9 @@
 """``make demo``: start the embedded stack, land churn data, train through Airflow, show results.
 
 Then the drift half: land a drifted partition for today, run the drift monitor ``drift_churn``,
-print its verdict and a report URL, and follow the retrain it triggers to its outcome.
+print its verdict and a report URL, and follow the retrain it triggers to its outcome. The model
+server (started with the stack) is shown serving the champion, with a ``curl`` example, and
+following the retrain's promotion.
 """
 
 from __future__ import annotations
@@ -179,8 +181,72 @@ def drift_through_airflow(stack: Stack, api: AirflowApi, day: date) -> int:
     if trained["state"] != "success":
         print_task_states(api, retrain.training_dag_id, retrain.training_run_id)
         return 1
-    print_outcome(api.xcom(retrain.training_dag_id, retrain.training_run_id, "report"))
+    retrained = api.xcom(retrain.training_dag_id, retrain.training_run_id, "report")
+    print_outcome(retrained)
+    if retrained["status"] == "registered":
+        took = follow_champion(stack, spec.name, retrained["version"])
+        if took is None:
+            print(f"model server: still not serving v{retrained['version']}; see its log")
+            return 1
+        print(f"model server: now serves {spec.name} v{retrained['version']} ({took:.1f} s later)")
     return 0
+
+
+def served_version(stack: Stack, pipeline: str, api_key: str | None = None) -> str | None:
+    """The version the model server serves for a pipeline now (None: none, or no answer)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        answer = httpx.get(f"{stack.serving_url}/models", headers=headers, timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    versions = {model["name"]: model["version"] for model in answer.get("models", [])}
+    return versions.get(pipeline)
+
+
+def follow_champion(
+    stack: Stack, pipeline: str, version: str, api_key: str | None = None, timeout: float = 300
+) -> float | None:
+    """Wait until the model server serves ``version`` of a pipeline.
+
+    Returns:
+        Seconds it took (0 when it already did), or None when it did not within ``timeout``.
+    """
+    import time
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if served_version(stack, pipeline, api_key) == version:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    return None
+
+
+def curl_example(stack: Stack, pipeline: str, api_key: str | None = None) -> str:
+    """A ``curl`` command predicting one generated churn customer (the demo's pipeline)."""
+    import json
+
+    from trainyard_dev.churn import generate_day
+
+    row = generate_day(datetime.now(UTC).date(), 1).drop(columns=["event_date", "churned"])
+    record = json.loads(row.to_json(orient="records"))[0]
+    key = f" -H 'Authorization: Bearer {api_key}'" if api_key else ""
+    body = json.dumps({"records": [record]})
+    return f"curl -s {stack.serving_url}/predict/{pipeline}{key} -d '{body}'"
+
+
+def show_serving(stack: Stack, outcome: dict, api_key: str | None = None) -> None:
+    """Wait for the model server to serve the run's champion, then print a curl example."""
+    pipeline, version = outcome["pipeline"], outcome["version"]
+    if outcome["status"] != "registered":
+        return
+    took = follow_champion(stack, pipeline, version, api_key)
+    if took is None:
+        print(f"\nmodel server: not serving {pipeline} v{version} yet; see its log")
+        return
+    print(f"\nmodel server ({stack.serving_url}) serves {pipeline} v{version}; try:")
+    print("  " + curl_example(stack, pipeline, api_key))
 
 
 def print_access(stack: Stack) -> None:
@@ -193,6 +259,7 @@ def print_access(stack: Stack) -> None:
                 f"password {stack.credentials.airflow_password})",
                 f"MLflow UI  : {stack.mlflow_url}  (no login on the embedded stack)",
                 f"S3 (SeaweedFS): {stack.s3_url}  (keys in {stack.state_dir / 'stack.env'})",
+                f"Model server: {stack.serving_url}  (/models, /ready, /metrics; no API key here)",
                 f"Use the CLI against this stack: source {stack.state_dir / 'stack.env'}",
                 "Stop everything: make down",
             ]
@@ -222,6 +289,7 @@ def run_demo(stack: Stack | None = None) -> int:
         print_task_states(api, training_dag, finished["dag_run_id"])
     else:
         print_outcome(outcome)
+        show_serving(stack, outcome)
         trained_by = outcome["lineage"].get("airflow_run_id")
         if trained_by and trained_by != finished["dag_run_id"]:
             print(
@@ -251,6 +319,7 @@ def print_prod_access(stack: ProdStack) -> None:
                 f"MLflow UI      : {stack.mlflow_url}  (user {s.mlflow_username}, "
                 f"password {s.mlflow_password})",
                 f"S3 (SeaweedFS) : {stack.s3_url}",
+                f"Model server   : {stack.serving_url}  (API key {s.serving_api_key})",
                 f"Databases      : {', '.join(stack.databases.values())} on {stack.postgres_url}",
                 f"Celery broker  : {stack.broker_url}",
                 f"Client settings: source {stack.state_dir / 'stack.env'}",
@@ -280,5 +349,6 @@ def run_prod_demo(stack: ProdStack) -> int:
         print_task_states(api, training_dag, finished["dag_run_id"])
     else:
         print_outcome(outcome)
+        show_serving(stack, outcome, stack.secrets.serving_api_key)
     print_prod_access(stack)
     return 0 if outcome is not None else 1

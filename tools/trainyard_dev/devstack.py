@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from trainyard_dev.services import (
 AIRFLOW_ADMIN = "admin"
 #: Upper bounds on a service's start-up. Generous on purpose: on a loaded 2-core machine the
 #: MLflow server took over 120 s to start its workers; a healthy start returns as soon as ready.
-START_TIMEOUTS = {"s3": 180.0, "mlflow": 300.0, "airflow": 420.0}
+START_TIMEOUTS = {"s3": 180.0, "mlflow": 300.0, "airflow": 420.0, "model-server": 180.0}
+MODEL_SERVER = "model-server"
 
 
 @dataclass(frozen=True)
@@ -54,22 +56,23 @@ class Credentials:
         return credentials
 
 
-def mlflow_webhook_env(state_dir: Path) -> dict[str, str]:
-    """What an MLflow server needs to deliver registry webhooks to the model server on loopback.
-
-    The key encrypting webhook secrets in MLflow's database is made once per state folder and
-    kept there: every worker and every restart must use the same one. Plain HTTP to a private
-    address is refused by default (SSRF protection), and the webhook list is cached for 60 s;
-    5 s makes a webhook registered at the model server's start usable almost at once.
-    """
+def fernet_key() -> str:
+    """A new key in the format MLflow encrypts webhook secrets with (Fernet)."""
     import base64
 
-    key_file = state_dir / "mlflow-webhook.key"
-    if not key_file.exists():
-        key_file.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
-        key_file.chmod(0o600)
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def mlflow_webhook_env(encryption_key: str) -> dict[str, str]:
+    """What an MLflow server needs to deliver registry webhooks to a model server nearby.
+
+    The key encrypting webhook secrets in MLflow's database must be the same for every worker
+    and every restart. Plain HTTP and private addresses are refused by default (SSRF protection);
+    the model server is on loopback (or the compose network). MLflow caches the webhook list for
+    60 s by default; 5 s makes a webhook registered at the model server's start usable at once.
+    """
     return {
-        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": key_file.read_text().strip(),
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": encryption_key,
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
         "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
         "MLFLOW_WEBHOOK_CACHE_TTL": "5",
@@ -104,6 +107,10 @@ class Stack(ServiceRunner):
     @property
     def airflow_url(self) -> str:
         return f"http://{HOST}:{self.ports.airflow}"
+
+    @property
+    def serving_url(self) -> str:
+        return f"http://{HOST}:{self.ports.serving}"
 
     def client_env(self) -> dict[str, str]:
         """Variables a task, the CLI or a test needs to use this stack (the config surface)."""
@@ -140,6 +147,29 @@ class Stack(ServiceRunner):
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.ports.airflow_trigger_logs),
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        }
+
+    def state_secret(self, name: str, make: Callable[[], str]) -> str:
+        """A secret kept in the state folder (mode 0600), made by ``make`` the first time."""
+        path = self.state_dir / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(make())
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def serving_env(self) -> dict[str, str]:
+        """The model server's settings: this stack's port and MLflow webhooks to it.
+
+        The webhook secret is made once per state folder. No API key on the embedded stack
+        (the production shape sets one).
+        """
+        secret = self.state_secret("serving-webhook.secret", lambda: secrets.token_urlsafe(24))
+        return {
+            "TRAINYARD_SERVING_HOST": HOST,
+            "TRAINYARD_SERVING_PORT": str(self.ports.serving),
+            "TRAINYARD_SERVING_WEBHOOK_URL": f"{self.serving_url}/webhooks/mlflow",
+            "TRAINYARD_SERVING_WEBHOOK_SECRET": secret,
         }
 
     def write_env_file(self) -> Path:
@@ -202,7 +232,7 @@ class Stack(ServiceRunner):
                 "AWS_SECRET_ACCESS_KEY": self.credentials.s3_secret_key,
                 "MLFLOW_S3_ENDPOINT_URL": self.s3_url,
                 "AWS_DEFAULT_REGION": "us-east-1",
-                **mlflow_webhook_env(self.state_dir),
+                **mlflow_webhook_env(self.state_secret("mlflow-webhook.key", fernet_key)),
             }
             self._spawn("mlflow", command, env)
         wait_for(
@@ -240,13 +270,35 @@ class Stack(ServiceRunner):
             self.log_path("airflow"),
         )
 
+    def start_model_server(self) -> None:
+        """``trainyard serve`` on ``ports.serving``, following every pipeline's champion.
+
+        Ready to answer once ``/health`` does; ``/ready`` waits for champions (none before the
+        first training).
+        """
+        if self.running_pid(MODEL_SERVER) is None:
+            self._check_ports("the model server", {"serving": self.ports.serving})
+            command = [sys.executable, "-m", "trainyard", "serve"]
+            self._spawn(MODEL_SERVER, command, {**self.client_env(), **self.serving_env()})
+        wait_for(
+            lambda: http_ok(f"{self.serving_url}/health"),
+            f"the model server on {self.serving_url}",
+            START_TIMEOUTS[MODEL_SERVER],
+            self.log_path(MODEL_SERVER),
+        )
+
     def up(self, airflow: bool = True) -> None:
-        """Start (or reuse) every service; safe to call again while they run."""
+        """Start (or reuse) every service; safe to call again while they run.
+
+        Args:
+            airflow: Also start Airflow and the model server (the tests' stack needs neither).
+        """
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.start_s3()
         self.start_mlflow()
         if airflow:
             self.start_airflow()
+            self.start_model_server()
         self.write_env_file()
 
     def down(self) -> list[str]:
@@ -255,14 +307,17 @@ class Stack(ServiceRunner):
         Returns:
             Names of the services that were running.
         """
-        stopped = [name for name in ("airflow", "mlflow") if self.stop(name)]
+        order = (MODEL_SERVER, "airflow", "mlflow")
+        stopped = [
+            name for name in order if self.stop(name, grace=40.0 if name == MODEL_SERVER else 10.0)
+        ]
         if self.stop("s3", grace=5.0):
             stopped.append("s3")
         return stopped
 
     def status(self) -> dict[str, int | None]:
         """Service name -> PID (None when not running)."""
-        return {name: self.running_pid(name) for name in ("s3", "mlflow", "airflow")}
+        return {name: self.running_pid(name) for name in ("s3", "mlflow", "airflow", MODEL_SERVER)}
 
     def with_ports(self, ports: Ports) -> Stack:
         """The same stack on other ports."""

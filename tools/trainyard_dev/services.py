@@ -43,6 +43,7 @@ class Ports:
     weed_filer_grpc: int = 18888
     airflow_worker_logs: int = 8793
     airflow_trigger_logs: int = 8794
+    serving: int = 8000
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Ports:

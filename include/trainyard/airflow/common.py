@@ -19,6 +19,7 @@ from trainyard.core.errors import DeterministicError, NothingToDoError
 if TYPE_CHECKING:
     from trainyard.core.lineage import RunContext
     from trainyard.core.spec import PipelineSpec
+    from trainyard.ui.links import LinkKind
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -148,3 +149,21 @@ def airflow_failures(spec: PipelineSpec, what: str = "run") -> Iterator[None]:
         raise AirflowSkipException(str(error)) from error
     except DeterministicError as error:
         raise AirflowFailException(str(error)) from error
+
+
+def record_links(references: dict[LinkKind, str | None]) -> None:
+    """Record what the running task produced, for its links in the Airflow UI.
+
+    Called as soon as the evidence exists (before a check that may still fail the task). Empty
+    references are left out, so the task shows no link rather than a broken one.
+
+    Args:
+        references: Evidence kind → ``s3://`` URI or MLflow UI path (see :mod:`trainyard.ui.links`).
+    """
+    from airflow.sdk import get_current_context
+
+    from trainyard.ui.links import LINKS_XCOM_KEY
+
+    recorded = {str(kind): ref for kind, ref in references.items() if ref}
+    if recorded:
+        get_current_context()["ti"].xcom_push(key=LINKS_XCOM_KEY, value=recorded)

@@ -15,11 +15,17 @@ The embedded stack, the production-shape run and docker-compose all set the same
   (default: ``include/pipelines`` and ``include/expectations`` next to the package).
 - ``TRAINYARD_GIT_COMMIT``: the code version recorded in lineage when there is no git checkout
   (the Docker image sets it at build time).
+- ``TRAINYARD_REQUIREMENTS_LOCK``: the dependency lock hashed into the code identity (default:
+  ``requirements.lock`` of the checkout; the Docker image keeps it at
+  ``/opt/trainyard/requirements.lock``).
 - ``TRAINYARD_SERVICE_TIMEOUT`` (seconds, default 30) / ``TRAINYARD_SERVICE_RETRIES`` (default 2):
   how long one S3 or MLflow request may wait for an answer and how often it is retried before
   the step fails as "unavailable" (then Airflow's task retries take over). For MLflow they are
   defaults of ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, which win
   when set.
+- ``TRAINYARD_MLFLOW_UI_URL`` / ``TRAINYARD_S3_PUBLIC_URL``: where a person's browser reaches
+  the MLflow UI and S3, for the links of the Airflow UI (default: ``MLFLOW_TRACKING_URI`` and the
+  S3 endpoint, right when the browser and Airflow see the services at the same address).
 - ``TRAINYARD_TRAINING_QUEUE``: Celery queue of the ``train`` tasks (unset: Airflow's default
   queue), so training can run on its own pool of workers.
 
@@ -52,8 +58,11 @@ class Settings:
     expectations_dir: Path = _INCLUDE_DIR / "expectations"
     training_queue: str | None = None
     git_commit: str | None = None
+    requirements_lock: Path = _INCLUDE_DIR.parent / "requirements.lock"
     service_timeout_seconds: int = 30
     service_retries: int = 2
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+    s3_public_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,8 +89,15 @@ class Settings:
             ),
             training_queue=env.get("TRAINYARD_TRAINING_QUEUE") or None,
             git_commit=env.get("TRAINYARD_GIT_COMMIT") or None,
+            requirements_lock=Path(
+                env.get("TRAINYARD_REQUIREMENTS_LOCK") or _INCLUDE_DIR.parent / "requirements.lock"
+            ),
             service_timeout_seconds=int(env.get("TRAINYARD_SERVICE_TIMEOUT") or 30),
             service_retries=int(env.get("TRAINYARD_SERVICE_RETRIES") or 2),
+            mlflow_ui_url=env.get("TRAINYARD_MLFLOW_UI_URL")
+            or env.get("MLFLOW_TRACKING_URI")
+            or cls.mlflow_ui_url,
+            s3_public_url=env.get("TRAINYARD_S3_PUBLIC_URL") or None,
         )
 
     @property
@@ -161,6 +177,14 @@ class ServingSettings:
             ),
             max_body_bytes=int(number("MAX_BODY_BYTES", defaults.max_body_bytes, int)),
         )
+        for name, value in (
+            ("API_KEY", settings.api_key),
+            ("WEBHOOK_SECRET", settings.webhook_secret),
+        ):
+            if value is not None and "change-me" in value:
+                raise ValueError(
+                    f"TRAINYARD_SERVING_{name} is still the .env.example placeholder: set a secret"
+                )
         if settings.webhook_url and not settings.webhook_secret:
             raise ValueError(
                 "TRAINYARD_SERVING_WEBHOOK_URL is set without TRAINYARD_SERVING_WEBHOOK_SECRET: "

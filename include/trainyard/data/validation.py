@@ -124,7 +124,15 @@ _SUITE_KEYS = frozenset({"name", "id", "expectations", "meta", "notes", "suite_p
 
 
 class ValidationFailed(DeterministicError):
-    """The snapshot failed a critical expectation; the message lists each one."""
+    """The snapshot failed a critical expectation; the message lists each one.
+
+    Attributes:
+        report: The stored report (its result and Data Docs stay linkable from the failed task).
+    """
+
+    def __init__(self, report: ValidationReport) -> None:
+        super().__init__(report.failure_message())
+        self.report = report
 
 
 def check_validation(report: ValidationReport) -> ValidationReport:
@@ -138,7 +146,7 @@ def check_validation(report: ValidationReport) -> ValidationReport:
     for warning in report.warnings:
         log.warning("expectation failed with severity %s: %s", warning.severity, warning.describe())
     if not report.success:
-        raise ValidationFailed(report.failure_message())
+        raise ValidationFailed(report)
     return report
 
 

@@ -11,8 +11,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from trainyard.airflow.common import airflow_failures, run_context, run_day, window_end_param
+from trainyard.airflow.common import (
+    airflow_failures,
+    record_links,
+    run_context,
+    run_day,
+    window_end_param,
+)
 from trainyard.core.settings import Settings
+from trainyard.ui.links import LinkKind
 
 if TYPE_CHECKING:
     from trainyard.core.spec import PipelineSpec
@@ -97,12 +104,14 @@ def validate(spec: PipelineSpec, snapshot: dict[str, Any], context: dict[str, An
         try:
             report = validate(spec, Settings.from_env(), SnapshotRef.model_validate(snapshot))
         except ValidationFailed as error:
+            record_links({LinkKind.DATA_DOCS: error.report.data_docs_uri})
             message = (
                 "DATA-QUALITY FAILURE of the current batch, not a drift verdict: no drift check, "
                 f"no retrain.\n{error}"
             )
             _record_outcome(spec, context, "data_quality_failure", message)
             raise DeterministicError(message) from error
+    record_links({LinkKind.DATA_DOCS: report.data_docs_uri})
     return {
         "success": True,
         "suite": report.suite,
@@ -130,6 +139,7 @@ def check(
     log.info("%s", summary.describe())
     log.info("drift summary: %s", summary.summary_uri)
     log.info("drift report : %s", summary.report_uri or "(none: insufficient data)")
+    record_links({LinkKind.DRIFT_REPORT: summary.report_uri})
     log.info("MLflow run   : %s (experiment %s)", mlflow_run_id, spec.monitoring_experiment)
     return {**summary.reference_for_xcom(), "mlflow_run_id": mlflow_run_id}
 

@@ -2,8 +2,9 @@
 
 - ``POST /predict/<pipeline>``: JSON records (or MLflow's ``dataframe_split`` /
   ``dataframe_records``) → predictions, class probabilities, row ids and the model version;
-- ``GET /health``: the process answers; ``GET /ready``: every served pipeline has a champion
-  loaded (503 naming those that do not);
+- ``GET /health``: the process answers; ``GET /ready``: every served pipeline that has a
+  champion in the registry has it loaded (503 naming those still loading; pipelines without
+  any champion yet are listed, and do not hold readiness back);
 - ``GET /models``: name, version, alias, fingerprint and load time of each served model;
 - ``GET /metrics``: Prometheus text (:mod:`trainyard.serving.metrics`);
 - ``POST /webhooks/mlflow``: MLflow registry webhooks (HMAC-signed), so alias moves are followed
@@ -173,7 +174,12 @@ def create_app(
             )
         model = follower.get(pipeline)
         if model is None:
-            return refused(503, f"no champion of {pipeline!r} is loaded yet", pipeline, "not_ready")
+            state = (
+                "has no champion in the registry"
+                if pipeline in follower.without_champion()
+                else "has no champion loaded yet"
+            )
+            return refused(503, f"pipeline {pipeline!r} {state}", pipeline, "not_ready")
         try:
             body = await read_body(request, serving.max_body_bytes)
             parsed = parse_request(body, model.columns, model.id_column)
@@ -220,12 +226,13 @@ def create_app(
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
-        missing = follower.missing()
-        if missing:
+        loading, absent = follower.missing(), follower.without_champion()
+        if loading:
             return JSONResponse(
-                {"status": "not ready", "no_champion_loaded": missing}, status_code=503
+                {"status": "not ready", "loading": loading, "no_champion": absent},
+                status_code=503,
             )
-        return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "ready", "no_champion": absent})
 
     @app.get("/models")
     async def models(request: Request) -> JSONResponse:
@@ -234,7 +241,8 @@ def create_app(
         return JSONResponse(
             {
                 "models": [model.describe() for model in follower.served()],
-                "not_loaded": follower.missing(),
+                "loading": follower.missing(),
+                "no_champion": follower.without_champion(),
             }
         )
 

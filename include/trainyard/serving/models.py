@@ -143,6 +143,8 @@ class ChampionFollower:
         self._on_change = on_change
         self._on_failure = on_failure
         self._served: dict[str, ServedModel] = {}
+        #: Pipelines whose last lookup found no champion in the registry (nothing to serve yet).
+        self._without_champion: set[str] = set()
         self._nudges: queue.Queue[str | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -155,9 +157,17 @@ class ChampionFollower:
         """Every loaded model, by pipeline name."""
         return [self._served[name] for name in sorted(self._served)]
 
+    def without_champion(self) -> list[str]:
+        """Pipelines that have no champion in the registry (and none loaded)."""
+        return sorted(self._without_champion - set(self._served))
+
     def missing(self) -> list[str]:
-        """Served pipelines that have no champion loaded yet."""
-        return sorted(set(self.specs) - set(self._served))
+        """Pipelines whose champion is not loaded yet: not looked up yet, or its load failed.
+
+        A pipeline without any champion in the registry is not missing: there is nothing to
+        serve, and a server that waited for it would never be ready.
+        """
+        return sorted(set(self.specs) - set(self._served) - self._without_champion)
 
     def refresh(self, pipeline: str) -> bool:
         """Re-read a pipeline's alias and swap in its champion if it changed (blocking).
@@ -172,6 +182,7 @@ class ChampionFollower:
             version = champion_version(spec.registered_model_name)
             current = self._served.get(pipeline)
             if version is None:
+                self._without_champion.add(pipeline)
                 if current is not None:
                     log.warning(
                         "%s has no champion any more; still serving v%s",
@@ -179,6 +190,7 @@ class ChampionFollower:
                         current.version,
                     )
                 return False
+            self._without_champion.discard(pipeline)
             if current is not None and current.version == str(version.version):
                 return False
             model = load_version(spec, version)

@@ -74,7 +74,8 @@ alias `champion` (the old champion becomes `previous`).
 
 **Manual runs** (Trigger DAG w/ config): `window_end` (YYYY-MM-DD, last day included, not after
 the run day), `window_days`, `reason` (recorded in the model version's lineage),
-`replace_incompatible_champion`.
+`replace_incompatible_champion`, `allow_older_window` (a rerun or backfill of a window older than
+the champion's is refused unless set).
 Runs triggered by the drift monitor also carry `drift_report_uri` (a lineage tag),
 `drifted_columns` and `drift_share`.
 """
@@ -125,6 +126,13 @@ def build_training_dag(spec: PipelineSpec, training_queue: str | None = None) ->
                 description="Let this run replace a champion that cannot be scored on its "
                 "holdout (other columns, classes or task); recorded in the new version's "
                 "lineage. Off: such a champion fails the gate.",
+            ),
+            "allow_older_window": Param(
+                False,
+                type="boolean",
+                description="Let this run replace a champion trained on a newer window (a rerun "
+                "or backfill of older data); recorded in the new version's lineage. Off: such a "
+                "run ends refused_older_window and the champion stays.",
             ),
             "drift_report_uri": Param(
                 "",

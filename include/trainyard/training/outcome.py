@@ -21,7 +21,7 @@ class Outcome(BaseModel):
 
     pipeline: str
     #: ``not_approved``: it passed the gate, but a reviewer (or the approval timeout) said no.
-    status: Literal["registered", "rejected_by_gate", "not_approved"]
+    status: Literal["registered", "rejected_by_gate", "refused_older_window", "not_approved"]
     model_name: str
     version: str | None
     alias: str | None
@@ -81,7 +81,9 @@ def outcome(
     return Outcome(
         pipeline=spec.name,
         status=(
-            "rejected_by_gate"
+            "refused_older_window"
+            if registration is None and decision.refused_older_window
+            else "rejected_by_gate"
             if registration is None
             else "not_approved"
             if approval is not None and not approval["crown"]

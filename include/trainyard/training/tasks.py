@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from trainyard.airflow.common import (
     airflow_failures,
+    record_links,
     run_context,
     run_day,
     run_time,
     window_end_param,
 )
 from trainyard.core.settings import Settings
+from trainyard.ui.links import LinkKind, mlflow_run_ref, model_version_ref
 
 if TYPE_CHECKING:
     from trainyard.core.spec import PipelineSpec
@@ -48,10 +50,16 @@ def ingest(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
 def validate(spec: PipelineSpec, snapshot: dict[str, Any]) -> dict[str, Any]:
     """Validate the snapshot; a failed critical expectation fails the task without retries."""
     from trainyard.data.snapshots import SnapshotRef
+    from trainyard.data.validation import ValidationFailed
     from trainyard.training import steps
 
     with airflow_failures(spec):
-        report = steps.validate(spec, Settings.from_env(), SnapshotRef.model_validate(snapshot))
+        try:
+            report = steps.validate(spec, Settings.from_env(), SnapshotRef.model_validate(snapshot))
+        except ValidationFailed as failure:
+            record_links({LinkKind.DATA_DOCS: failure.report.data_docs_uri})
+            raise
+    record_links({LinkKind.DATA_DOCS: report.data_docs_uri})
     return report.model_dump(mode="json")
 
 
@@ -72,6 +80,7 @@ def train(
             run_context(context),
         )
     log.info("MLflow run %s, model %s", result.mlflow_run_id, result.model_uri)
+    record_links({LinkKind.MLFLOW_RUN: mlflow_run_ref(result.experiment_id, result.mlflow_run_id)})
     return result.model_dump(mode="json")
 
 
@@ -81,7 +90,8 @@ def evaluate(
     """Score challenger and champion on the holdout; decide.
 
     The ``replace_incompatible_champion`` Param lets the gate replace a champion that cannot be
-    scored on this holdout (recorded in the new version's lineage).
+    scored on this holdout, ``allow_older_window`` one trained on a newer window than this run's
+    (each recorded in the new version's lineage).
     """
     from trainyard.data.snapshots import SnapshotRef
     from trainyard.training import steps
@@ -95,6 +105,7 @@ def evaluate(
             replace_incompatible_champion=bool(
                 context["params"].get("replace_incompatible_champion")
             ),
+            allow_older_window=bool(context["params"].get("allow_older_window")),
         )
     log.info("%s", decision.summary())
     return decision.model_dump(mode="json")
@@ -125,17 +136,26 @@ def register(
     from trainyard.training.registry import register
     from trainyard.training.steps import TrainingResult
 
+    training = TrainingResult.model_validate(trained)
     with airflow_failures(spec):
         registration = register(
             spec,
             Settings.from_env(),
             SnapshotRef.model_validate(snapshot),
             ValidationReport.model_validate(report),
-            TrainingResult.model_validate(trained),
+            training,
             GateDecision.model_validate(decision),
             run_context(context),
         )
     log.info("%s v%s is now @%s", registration.model_name, registration.version, registration.alias)
+    record_links(
+        {
+            LinkKind.MODEL_VERSION: model_version_ref(
+                registration.model_name, registration.version
+            ),
+            LinkKind.MLFLOW_RUN: mlflow_run_ref(training.experiment_id, training.mlflow_run_id),
+        }
+    )
     return registration.model_dump(mode="json")
 
 

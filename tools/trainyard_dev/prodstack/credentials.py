@@ -26,6 +26,9 @@ class ProdSecrets:
     s3_secret_key: str
     airflow_db_password: str
     mlflow_db_password: str
+    serving_api_key: str
+    serving_webhook_secret: str
+    mlflow_webhook_encryption_key: str
 
     ENV_NAMES: ClassVar[dict[str, str]] = {
         "airflow_admin_username": "AIRFLOW_ADMIN_USERNAME",
@@ -40,6 +43,9 @@ class ProdSecrets:
         "s3_secret_key": "AWS_SECRET_ACCESS_KEY",
         "airflow_db_password": "AIRFLOW_DB_PASSWORD",
         "mlflow_db_password": "MLFLOW_DB_PASSWORD",
+        "serving_api_key": "TRAINYARD_SERVING_API_KEY",
+        "serving_webhook_secret": "TRAINYARD_SERVING_WEBHOOK_SECRET",
+        "mlflow_webhook_encryption_key": "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY",
     }
 
     @classmethod
@@ -60,6 +66,9 @@ class ProdSecrets:
             s3_secret_key=secrets.token_urlsafe(24),
             airflow_db_password=secrets.token_urlsafe(16),
             mlflow_db_password=secrets.token_urlsafe(16),
+            serving_api_key=secrets.token_urlsafe(24),
+            serving_webhook_secret=secrets.token_urlsafe(24),
+            mlflow_webhook_encryption_key=Fernet.generate_key().decode(),
         )
 
     @classmethod
@@ -72,12 +81,13 @@ class ProdSecrets:
         """
         env = os.environ if environ is None else environ
         if path.exists():
-            stored = cls(**json.loads(path.read_text()))
+            # Values a newer version added are generated for a state folder made before it.
+            stored = cls(**{**asdict(cls.generate()), **json.loads(path.read_text())})
         else:
             stored = cls.generate()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(asdict(stored), indent=2))
-            path.chmod(0o600)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(stored), indent=2))
+        path.chmod(0o600)
         overrides = {
             name: env[variable] for name, variable in cls.ENV_NAMES.items() if env.get(variable)
         }

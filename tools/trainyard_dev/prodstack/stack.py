@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from trainyard_dev.config import REPO_DIR, StackConfig
-from trainyard_dev.devstack import Stack
+from trainyard_dev.devstack import MODEL_SERVER, Stack, mlflow_webhook_env
 from trainyard_dev.prodstack.credentials import ProdSecrets
 from trainyard_dev.prodstack.servers import (
     PostgresServer,
@@ -206,6 +206,15 @@ class ProdStack(Stack):
             "AWS_ACCESS_KEY_ID": self.secrets.s3_access_key,
             "AWS_SECRET_ACCESS_KEY": self.secrets.s3_secret_key,
             "AWS_DEFAULT_REGION": "us-east-1",
+            **mlflow_webhook_env(self.secrets.mlflow_webhook_encryption_key),
+        }
+
+    def serving_env(self) -> dict[str, str]:
+        """The compose file's ``model-server`` settings: the API key is required here."""
+        return {
+            **super().serving_env(),
+            "TRAINYARD_SERVING_API_KEY": self.secrets.serving_api_key,
+            "TRAINYARD_SERVING_WEBHOOK_SECRET": self.secrets.serving_webhook_secret,
         }
 
     # ---- state -------------------------------------------------------------------------------
@@ -458,7 +467,9 @@ class ProdStack(Stack):
             Names of the services that were running.
         """
         order = [SCHEDULER, *self.worker_names, TRIGGERER, DAG_PROCESSOR, API_SERVER, "mlflow"]
-        stopped = [name for name in order if self.stop(name)]
+        # The model server first: its graceful shutdown writes the prediction log to S3.
+        stopped = [MODEL_SERVER] if self.stop(MODEL_SERVER, grace=40.0) else []
+        stopped += [name for name in order if self.stop(name)]
         if self.stop("s3", grace=5.0):
             stopped.append("s3")
         return stopped
@@ -475,7 +486,8 @@ class ProdStack(Stack):
 
     def status(self) -> dict[str, int | None]:
         """Service name -> PID (None when not running)."""
-        return {name: self.running_pid(name) for name in ("s3", "mlflow", *self.airflow_services)}
+        services = ("s3", "mlflow", *self.airflow_services, MODEL_SERVER)
+        return {name: self.running_pid(name) for name in services}
 
     def api(self) -> Any:
         """An authenticated Airflow REST client."""
