@@ -282,6 +282,13 @@ class Model(_Frozen):
         default=True,
         description="Drop rows whose target is still missing (labels that have not arrived yet).",
     )
+    max_training_rows: int | None = Field(
+        default=None,
+        ge=100,
+        description="At most this many training rows are fitted on: a larger training side is "
+        "sampled with split.seed (the same rows for the same snapshot). The holdout is never "
+        "sampled. What was sampled is a param, a run tag and a lineage tag (training_sample).",
+    )
     skops_trusted_types: tuple[str, ...] = Field(
         default=(),
         description="Types beyond skops' defaults that the saved model may contain (e.g. "

@@ -56,6 +56,7 @@ def lineage_tags(
         **context.tags(),
         "spec_sha256": spec_sha,
         "mlflow_run_id": training.mlflow_run_id,
+        **({"training_sample": training.training_sample} if training.training_sample else {}),
         "fingerprint": training_fingerprint(snapshot.sha256, spec_sha, context.code_sha256),
         **decision.tags(),
         **{f"metric.{name}": f"{value:.6f}" for name, value in decision.challenger.items()},

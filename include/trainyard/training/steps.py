@@ -44,6 +44,7 @@ class TrainingResult(BaseModel):
     rows_train: int
     rows_holdout: int
     dropped_unlabeled: int
+    training_sample: str | None = None
 
 
 # ---- pure parts ---------------------------------------------------------------------------------
@@ -82,6 +83,7 @@ def training_params(spec: PipelineSpec, snapshot: SnapshotRef) -> dict[str, Any]
         **{f"model.{k}": v for k, v in spec.model.params.items()},
         "split.test_size": spec.split.test_size,
         "split.seed": spec.split.seed,
+        "max_training_rows": spec.model.max_training_rows,
         "window_start": snapshot.window_start.isoformat(),
         "window_end": snapshot.window_end.isoformat(),
         "features": ",".join(spec.schema_.features),
@@ -265,6 +267,7 @@ def train(
             rows_train=int(tags["rows_train"]),
             rows_holdout=int(tags["rows_holdout"]),
             dropped_unlabeled=int(tags["dropped_unlabeled"]),
+            training_sample=tags.get("training_sample"),
         )
 
     frame = _load(settings, snapshot)
@@ -280,6 +283,10 @@ def train(
         "rows_holdout": str(len(data.x_test)),
         "dropped_unlabeled": str(data.dropped_unlabeled),
     }
+    sample = data.sample_note(spec.split.seed)
+    if sample:
+        log.info("training on a sample: %s", sample)
+        tags["training_sample"] = sample
     with mlflow.start_run(run_name=f"{context.dag_id}/{context.run_id}", tags=tags) as run:
         mlflow.log_params(training_params(spec, snapshot))
         dataset = mlflow.data.from_pandas(
@@ -311,6 +318,7 @@ def train(
         rows_train=len(data.x_train),
         rows_holdout=len(data.x_test),
         dropped_unlabeled=data.dropped_unlabeled,
+        training_sample=sample,
     )
 
 
