@@ -13,6 +13,7 @@ import codecs
 import hashlib
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -336,6 +337,30 @@ class Gate(_Frozen):
     )
 
 
+class Promotion(_Frozen):
+    """How a version that passed the gate becomes champion."""
+
+    mode: Literal["auto", "approval"] = Field(
+        default="auto",
+        description="auto: it becomes champion at once. approval: it becomes 'challenger' and a "
+        "person approves or rejects it in the Airflow UI (Required Actions).",
+    )
+    timeout: timedelta = Field(
+        default=timedelta(hours=24),
+        description="How long an approval waits (ISO 8601 duration such as PT24H, or seconds).",
+    )
+    on_timeout: Literal["reject", "approve"] = Field(
+        default="reject", description="What happens when nobody answers in time (recorded)."
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+
 class Validation(_Frozen):
     """Which Great Expectations suite (include/expectations/<suite>.json) checks the data."""
 
@@ -469,6 +494,7 @@ class PipelineSpec(_Frozen):
     scoring: Scoring | None = None
     labels: Labels | None = None
     performance: Performance | None = None
+    promotion: Promotion = Promotion()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -165,8 +165,10 @@ def report(
     trained: dict[str, Any],
     decision: dict[str, Any],
     registration: dict[str, Any] | None,
+    approval: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Summarise the run: registered, or rejected by the gate with the champion unchanged."""
+    """Summarise the run: registered, rejected by the gate, or not approved by a person (the
+    champion unchanged in both)."""
     from trainyard.core.tracking import champion_version
     from trainyard.data.snapshots import SnapshotRef
     from trainyard.training.gate import GateDecision
@@ -183,6 +185,7 @@ def report(
         GateDecision.model_validate(decision),
         Registration.model_validate(registration) if registration else None,
         champion.version if champion else None,
+        approval,
     )
     log.info("%s", result.describe())
     return result.model_dump(mode="json")
