@@ -203,6 +203,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _read(args.snapshot, SnapshotRef, "snapshot"),
         _read(args.training, steps.TrainingResult, "training"),
         replace_incompatible_champion=args.replace_incompatible_champion,
+        allow_older_window=args.allow_older_window,
     )
     _emit(args.out, decision)
     print(decision.summary(), file=sys.stderr)
@@ -246,6 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _window(args, spec),
         RunContext.for_cli(spec.name, args.reason),
         replace_incompatible_champion=args.replace_incompatible_champion,
+        allow_older_window=args.allow_older_window,
     )
     print(result.describe(), file=args.out)
     return 0
@@ -421,6 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="let a challenger replace a champion that cannot be scored on its holdout "
             "(other columns, classes or task); recorded in the new version's lineage",
+        )
+        sub.add_argument(
+            "--allow-older-window",
+            action="store_true",
+            help="let a run of a window older than the champion's replace it (a rerun or "
+            "backfill); recorded in the new version's lineage",
         )
     step("register", cmd_register, "snapshot", "validation", "training", "decision")
 

@@ -70,12 +70,37 @@ def test_training_dag_shape_and_params(dagbag) -> None:
     assert set(dag.params) >= {"window_end", "window_days", "reason"}
     # Off unless a person asks: an incompatible champion otherwise fails the gate.
     assert dag.params["replace_incompatible_champion"] is False
+    assert dag.params["allow_older_window"] is False
     order = ["ingest", "validate", "train", "evaluate", "gate", "register", "report"]
     assert set(dag.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
     for task in dag.tasks:
         assert task.execution_timeout is not None and task.execution_timeout <= timedelta(hours=3)
+
+
+def test_approval_mode_adds_a_required_action_between_register_and_report() -> None:
+    from datetime import timedelta
+
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from trainyard.core.spec import load_spec
+    from trainyard.training.dag import build_training_dag
+
+    spec = load_spec(REPO / "tests" / "pipelines" / "churn_approval.yaml")
+    dag = build_training_dag(spec)
+    order = ["register", "ask", "approval", "promote", "settle", "report"]
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
+    approval = dag.get_task("approval")
+    assert isinstance(approval, ApprovalOperator)
+    assert approval.response_timeout == timedelta(seconds=60)
+    assert approval.defaults == ["Approve"]  # the spec's on_timeout
+    assert set(approval.params) == {"comment"}
+    assert "by approval" in dag.doc_md
+    # auto mode (the shipped specs) keeps the DAG as it was.
+    auto = build_training_dag(load_spec(SHIPPED_PIPELINES / "churn.yaml"))
+    assert "approval" not in auto.task_ids
 
 
 def test_one_manual_rollback_dag_per_spec_whose_reason_is_required(dagbag) -> None:

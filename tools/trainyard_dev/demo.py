@@ -128,9 +128,10 @@ def drift_through_airflow(stack: Stack, api: AirflowApi, day: date) -> int:
 
     from trainyard.core import storage
     from trainyard.core.settings import Settings
+    from trainyard.core.tracking import mlflow_run_url
     from trainyard.drift.ledger import decision_uri, last_retrain
     from trainyard.drift.policy import RetrainDecision
-    from trainyard.drift.steps import DriftSummary, mlflow_run_url
+    from trainyard.drift.steps import DriftSummary
 
     settings = Settings.from_env()
     spec = demo_spec()

@@ -13,6 +13,7 @@ import codecs
 import hashlib
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -282,6 +283,13 @@ class Model(_Frozen):
         default=True,
         description="Drop rows whose target is still missing (labels that have not arrived yet).",
     )
+    max_training_rows: int | None = Field(
+        default=None,
+        ge=100,
+        description="At most this many training rows are fitted on: a larger training side is "
+        "sampled with split.seed (the same rows for the same snapshot). The holdout is never "
+        "sampled. What was sampled is a param, a run tag and a lineage tag (training_sample).",
+    )
     skops_trusted_types: tuple[str, ...] = Field(
         default=(),
         description="Types beyond skops' defaults that the saved model may contain (e.g. "
@@ -327,6 +335,30 @@ class Gate(_Frozen):
         "Unset: the metric table's defaults (e.g. roc_auc 0.999, log_loss 0.001, r2 0.999); "
         "a mapping replaces them; {} turns the check off.",
     )
+
+
+class Promotion(_Frozen):
+    """How a version that passed the gate becomes champion."""
+
+    mode: Literal["auto", "approval"] = Field(
+        default="auto",
+        description="auto: it becomes champion at once. approval: it becomes 'challenger' and a "
+        "person approves or rejects it in the Airflow UI (Required Actions).",
+    )
+    timeout: timedelta = Field(
+        default=timedelta(hours=24),
+        description="How long an approval waits (ISO 8601 duration such as PT24H, or seconds).",
+    )
+    on_timeout: Literal["reject", "approve"] = Field(
+        default="reject", description="What happens when nobody answers in time (recorded)."
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
 
 
 class Validation(_Frozen):
@@ -390,6 +422,7 @@ class PipelineSpec(_Frozen):
     gate: Gate
     validation: Validation
     drift: Drift = Drift()
+    promotion: Promotion = Promotion()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -36,6 +36,12 @@ def champion_version(model_name: str) -> Any | None:
     return alias_version(model_name, CHAMPION)
 
 
+def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """Browser URL of an MLflow run (artifacts tab)."""
+    base = tracking_uri.rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}/artifacts"
+
+
 def find_finished_run(experiment_id: str, tags: dict[str, str]) -> Any | None:
     """The newest FINISHED run of an experiment carrying every one of ``tags``, or None.
 

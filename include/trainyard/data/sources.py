@@ -23,10 +23,11 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainyard.core.errors import DeterministicError
-from trainyard.data.snapshots import SnapshotRef, TrainingWindow, write_snapshot
+from trainyard.data.snapshots import SnapshotRef, SnapshotWriter, TrainingWindow, store_snapshot
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -433,29 +434,22 @@ def _check_kinds(
 
 
 class _Merger:
-    """Checks and normalises each piece of raw data, and keeps what it will merge."""
+    """Checks and normalises each piece of raw data and streams it into the snapshot file."""
 
-    def __init__(self, spec: PipelineSpec) -> None:
+    def __init__(self, spec: PipelineSpec, writer: SnapshotWriter) -> None:
         self.spec = spec
+        self.writer = writer
         self.kinds: dict[str, tuple[str, str]] = {}
-        self.frames: list[pd.DataFrame] = []
 
     def add(self, frame: pd.DataFrame, where: str) -> int:
-        """Check, normalise and keep one piece; returns its number of rows."""
+        """Check, normalise and write one piece; returns its number of rows."""
         frame = check_frame(self.spec, frame, where)
         if frame.empty:
             return 0
         schema = self.spec.schema_
         _check_kinds(self.kinds, frame, [*schema.features, schema.target], where)
-        self.frames.append(normalise(self.spec, frame, where))
+        self.writer.add(normalise(self.spec, frame, where), where)
         return len(frame)
-
-    def merged(self) -> pd.DataFrame:
-        import pandas as pd
-
-        if not self.frames:
-            return pd.DataFrame({c: [] for c in self.spec.schema_.columns})
-        return pd.concat(self.frames, ignore_index=True)
 
 
 def _partition_files(
@@ -481,12 +475,12 @@ def _unit_label(moment: datetime, hourly: bool) -> str:
 
 
 def read_partitions(
-    spec: PipelineSpec, settings: Settings, window: TrainingWindow
-) -> tuple[pd.DataFrame, int]:
+    spec: PipelineSpec, settings: Settings, window: TrainingWindow, merger: _Merger
+) -> int:
     """Read a partitioned source's window, checking each file (or chunk) before merging.
 
     Returns:
-        The concatenated rows (oldest partition first) and the number of files read.
+        The number of files read (their rows went to ``merger``, oldest partition first).
 
     Raises:
         MissingPartitionsError: Listing every day (or hour) without a file.
@@ -504,7 +498,6 @@ def read_partitions(
     missing = [_unit_label(unit, layout.hourly) for unit, keys in files.items() if not keys]
     if missing:
         raise MissingPartitionsError(f"s3://{bucket}/{source.prefix}/", missing)
-    merger = _Merger(spec)
     read = 0
     for unit, keys in files.items():
         label = _unit_label(unit, layout.hourly)
@@ -530,14 +523,14 @@ def read_partitions(
         if not rows:
             folder = f"s3://{bucket}/{source.prefix}/{layout.folder(unit)}"
             raise RawDataError(f"partition {label} ({folder}) holds no rows")
-    return merger.merged(), read
+    return read
 
 
-def read_static_files(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFrame, int]:
+def read_static_files(spec: PipelineSpec, settings: Settings, merger: _Merger) -> int:
     """Read every file of a static source: the one file its prefix names, or all under it.
 
     Returns:
-        The rows (files in key order) and the number of files read.
+        The number of files read (their rows went to ``merger``, in key order).
 
     Raises:
         RawDataError: No file is there, or one cannot be read or does not fit the schema.
@@ -552,21 +545,20 @@ def read_static_files(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFr
     if not keys:
         what = "file" if single else f"{source.format} file under"
         raise RawDataError(f"no {what} s3://{bucket}/{source.prefix} (static source)")
-    merger = _Merger(spec)
     for key in keys:
         uri = f"s3://{bucket}/{key}"
         where = f"file {uri}"
         body = storage.get_bytes(settings, uri)
         for piece in _file_pieces(spec, source, body, uri, where):
             merger.add(piece, where)
-    return merger.merged(), len(keys)
+    return len(keys)
 
 
-def read_sql(spec: PipelineSpec, window: TrainingWindow) -> tuple[pd.DataFrame, int]:
+def read_sql(spec: PipelineSpec, window: TrainingWindow, merger: _Merger) -> int:
     """Read a SQL source's rows for the window, checking and normalising chunk by chunk.
 
     Returns:
-        The rows and 1 (one query).
+        1 (one query); the rows went to ``merger``.
 
     Raises:
         trainyard.data.sql.SqlSourceError: The connection is not configured, or the database
@@ -576,13 +568,12 @@ def read_sql(spec: PipelineSpec, window: TrainingWindow) -> tuple[pd.DataFrame, 
     """
     from trainyard.data import sql
 
-    merger = _Merger(spec)
     first = 1
     for chunk in sql.read_chunks(spec.source, window):
         where = f"{sql.describe(spec.source)} rows {first}-{first + len(chunk) - 1}"
         merger.add(chunk, where)
         first += len(chunk)
-    return merger.merged(), 1
+    return 1
 
 
 def read_sklearn_dataset(name: str) -> pd.DataFrame:
@@ -601,23 +592,23 @@ def raw_bucket(spec: PipelineSpec, settings: Settings) -> str:
 
 
 def read_window(
-    spec: PipelineSpec, settings: Settings, window: TrainingWindow
-) -> tuple[pd.DataFrame, int]:
-    """Read the raw data a window covers, from whichever source the spec names.
+    spec: PipelineSpec, settings: Settings, window: TrainingWindow, writer: SnapshotWriter
+) -> int:
+    """Read the raw data a window covers, from whichever source the spec names, into ``writer``.
 
     Returns:
-        The checked, normalised rows and the number of source files (1 for a bundled dataset).
+        The number of source files (1 for a query or a bundled dataset).
     """
     source = spec.source
+    merger = _Merger(spec, writer)
     if source.kind == "sql":
-        return read_sql(spec, window)
+        return read_sql(spec, window, merger)
     if source.kind == "sklearn_dataset":
-        merger = _Merger(spec)
         merger.add(read_sklearn_dataset(source.dataset), f"scikit-learn dataset {source.dataset!r}")
-        return merger.merged(), 1
+        return 1
     if source.layout is None:
-        return read_static_files(spec, settings)
-    return read_partitions(spec, settings, window)
+        return read_static_files(spec, settings, merger)
+    return read_partitions(spec, settings, window, merger)
 
 
 def ingest(spec: PipelineSpec, settings: Settings, window: TrainingWindow) -> SnapshotRef:
@@ -636,7 +627,11 @@ def ingest(spec: PipelineSpec, settings: Settings, window: TrainingWindow) -> Sn
         RawDataError: A partition file is unreadable or does not fit the spec's schema.
         EmptyWindowError: The window holds no rows.
     """
-    frame, sources = read_window(spec, settings, window)
-    if frame.empty:
-        raise EmptyWindowError(f"window {window.label()} of {spec.name!r} holds no rows")
-    return write_snapshot(settings, spec.name, frame, window, sources)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="trainyard-snapshot-") as directory:
+        writer = SnapshotWriter(Path(directory))
+        sources = read_window(spec, settings, window, writer)
+        if not writer.rows:
+            raise EmptyWindowError(f"window {window.label()} of {spec.name!r} holds no rows")
+        return store_snapshot(settings, spec.name, writer, window, sources)

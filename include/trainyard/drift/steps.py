@@ -508,12 +508,6 @@ def log_check(
     return run.info.run_id
 
 
-def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """Browser URL of an MLflow run (artifacts tab)."""
-    base = tracking_uri.rstrip("/")
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}/artifacts"
-
-
 # ---- the whole check in one process (the CLI) ------------------------------------------------
 
 
