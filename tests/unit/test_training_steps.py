@@ -143,6 +143,7 @@ def _fit_other(frame: pd.DataFrame, estimator: str, features: list[str], target)
     if estimator.endswith("Ridge"):
         data["model"]["task"] = "regression"
         data.update(metrics=["r2"], gate={"champion_metric": "r2"})
+        data["performance"]["metric"] = "r2"
     spec = parse_spec(data, Path("churn.yaml"))
     model = modeling.build_pipeline(spec)
     return model.fit(frame[[*numeric, *categorical]], target)

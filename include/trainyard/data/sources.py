@@ -287,6 +287,8 @@ def normalise(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataFra
         {
             str(column): _as_type(frame[column], kind, where, column).reset_index(drop=True)
             for column, kind in types.items()
+            # Rows to score may lack the target (check_frame(require_target=False)).
+            if column in frame.columns or column != spec.schema_.target
         }
     )
 
@@ -300,7 +302,9 @@ _UNDECLARED: dict[str, ColumnType] = {
 }
 
 
-def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+def check_frame(
+    spec: PipelineSpec, frame: pd.DataFrame, where: str, require_target: bool = True
+) -> pd.DataFrame:
     """Check one piece of raw data against the spec's schema before it is merged with others.
 
     Any source kind can call it on what it read (a Parquet partition file today; a CSV file or a
@@ -311,6 +315,8 @@ def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataF
         spec: The schema and the task.
         frame: The rows as read.
         where: What the rows are, for messages (e.g. ``partition 2026-06-01 file s3://...``).
+        require_target: False for rows to score, whose target may be absent (when present, it
+            is still checked against the task).
 
     Returns:
         The frame, with numeric columns that arrived as text parsed into numbers and a timestamp
@@ -324,7 +330,8 @@ def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataF
     from trainyard.training.modeling import target_problem
 
     schema = spec.schema_
-    declared = [*schema.features, schema.target]
+    has_target = require_target or schema.target in frame.columns
+    declared = [*schema.features, *([schema.target] if has_target else [])]
     declared += [c for c in (schema.id_column, schema.timestamp_column) if c]
     missing = [c for c in declared if c not in frame.columns]
     if missing:
@@ -333,7 +340,7 @@ def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataF
         raise RawDataError(f"{where}: lacks declared column(s) {missing}; it has {shown}")
     for column in schema.numeric_features:
         frame = _parsed(frame, column, where, "numeric feature", _NUMBERS)
-    if spec.model.task == "regression":
+    if spec.model.task == "regression" and has_target:
         frame = _parsed(frame, schema.target, where, "target", _NUMBERS)
     if schema.timestamp_column:
         frame = _parsed(frame, schema.timestamp_column, where, "timestamp", _DATES)
@@ -343,7 +350,7 @@ def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataF
                 f"{where}: categorical feature {column!r} mixes kinds of values, e.g. "
                 f"{frame[column].dropna().drop_duplicates().head(3).tolist()}"
             )
-    problem = target_problem(spec, frame[schema.target])
+    problem = target_problem(spec, frame[schema.target]) if has_target else None
     if problem:
         raise RawDataError(f"{where}: {problem}")
     return frame
@@ -434,20 +441,27 @@ def _check_kinds(
 
 
 class _Merger:
-    """Checks and normalises each piece of raw data and streams it into the snapshot file."""
+    """Checks and normalises each piece of raw data and streams it into the snapshot file.
 
-    def __init__(self, spec: PipelineSpec, writer: SnapshotWriter) -> None:
+    ``require_target=False`` takes rows to score: the target may be absent.
+    """
+
+    def __init__(
+        self, spec: PipelineSpec, writer: SnapshotWriter, require_target: bool = True
+    ) -> None:
         self.spec = spec
         self.writer = writer
+        self.require_target = require_target
         self.kinds: dict[str, tuple[str, str]] = {}
 
     def add(self, frame: pd.DataFrame, where: str) -> int:
         """Check, normalise and write one piece; returns its number of rows."""
-        frame = check_frame(self.spec, frame, where)
+        frame = check_frame(self.spec, frame, where, self.require_target)
         if frame.empty:
             return 0
         schema = self.spec.schema_
-        _check_kinds(self.kinds, frame, [*schema.features, schema.target], where)
+        present = [c for c in (*schema.features, schema.target) if c in frame.columns]
+        _check_kinds(self.kinds, frame, present, where)
         self.writer.add(normalise(self.spec, frame, where), where)
         return len(frame)
 
@@ -592,15 +606,21 @@ def raw_bucket(spec: PipelineSpec, settings: Settings) -> str:
 
 
 def read_window(
-    spec: PipelineSpec, settings: Settings, window: TrainingWindow, writer: SnapshotWriter
+    spec: PipelineSpec,
+    settings: Settings,
+    window: TrainingWindow,
+    writer: SnapshotWriter,
+    require_target: bool = True,
 ) -> int:
     """Read the raw data a window covers, from whichever source the spec names, into ``writer``.
+
+    ``require_target=False`` reads rows to score: the target may be absent.
 
     Returns:
         The number of source files (1 for a query or a bundled dataset).
     """
     source = spec.source
-    merger = _Merger(spec, writer)
+    merger = _Merger(spec, writer, require_target)
     if source.kind == "sql":
         return read_sql(spec, window, merger)
     if source.kind == "sklearn_dataset":
@@ -611,13 +631,16 @@ def read_window(
     return read_partitions(spec, settings, window, merger)
 
 
-def ingest(spec: PipelineSpec, settings: Settings, window: TrainingWindow) -> SnapshotRef:
+def ingest(
+    spec: PipelineSpec, settings: Settings, window: TrainingWindow, require_target: bool = True
+) -> SnapshotRef:
     """Read the window's raw data and write its snapshot.
 
     Args:
         spec: The pipeline.
         settings: Buckets and endpoint.
         window: Which days to read.
+        require_target: False for rows to score (batch scoring): the target may be absent.
 
     Returns:
         Reference to the (possibly pre-existing) snapshot.
@@ -631,7 +654,7 @@ def ingest(spec: PipelineSpec, settings: Settings, window: TrainingWindow) -> Sn
 
     with tempfile.TemporaryDirectory(prefix="trainyard-snapshot-") as directory:
         writer = SnapshotWriter(Path(directory))
-        sources = read_window(spec, settings, window, writer)
+        sources = read_window(spec, settings, window, writer, require_target)
         if not writer.rows:
             raise EmptyWindowError(f"window {window.label()} of {spec.name!r} holds no rows")
         return store_snapshot(settings, spec.name, writer, window, sources)
