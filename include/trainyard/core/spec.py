@@ -475,6 +475,11 @@ class PipelineSpec(_Frozen):
         """Airflow DAG id of the drift-monitor DAG generated for this spec."""
         return f"drift_{self.name}"
 
+    @property
+    def rollback_dag_id(self) -> str:
+        """Airflow DAG id of the manual rollback DAG generated for this spec."""
+        return f"rollback_{self.name}"
+
     def sha256(self) -> str:
         """Content hash of the validated spec (key order and formatting do not matter)."""
         canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
