@@ -155,8 +155,9 @@ def test_retrain_now_triggers_a_run_carrying_the_reason(page: Any, airflow: Any,
     reason = f"browser test: labels fixed {time.time_ns()}"
     page.goto(f"{stack.airflow_url}/trainyard/models")
     row = page.locator(f"tr[data-pipeline={PIPELINE}]")
-    row.get_by_role("textbox").fill(reason)
-    row.get_by_role("button", name="Retrain now").click()
+    retrain = row.locator("form.retrain")
+    retrain.locator("input[name=reason]").fill(reason)
+    retrain.get_by_role("button", name="Retrain now").click()
     notice = page.get_by_role("status")
     notice.wait_for()
     assert reason in notice.inner_text()
