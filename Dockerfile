@@ -13,10 +13,10 @@ USER airflow
 WORKDIR /opt/airflow
 
 # 1. Dependencies: the same hash-checked lock `make` installs (its own layer: rebuilt only when
-#    the lock changes). It pins apache-airflow itself to the base image's version.
-COPY --chown=airflow:0 requirements.lock /tmp/requirements.lock
-RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock \
-    && rm /tmp/requirements.lock
+#    the lock changes). It pins apache-airflow itself to the base image's version. The lock stays
+#    in the image: it is part of the code identity hashed into every training fingerprint.
+COPY --chown=airflow:0 requirements.lock /opt/trainyard/requirements.lock
+RUN pip install --no-cache-dir --require-hashes -r /opt/trainyard/requirements.lock
 
 # 2. The trainyard package, without dependencies (they all came from the lock); setuptools is in
 #    the lock, so no unpinned build requirement is downloaded.
@@ -37,12 +37,14 @@ COPY --chown=airflow:0 docker/mlflow/entrypoint.sh /opt/trainyard/mlflow-entrypo
 # /opt/airflow/auth holds SimpleAuthManager's passwords file, written by airflow-init from .env.
 ENV TRAINYARD_PIPELINES_DIR=/opt/airflow/include/pipelines \
     TRAINYARD_EXPECTATIONS_DIR=/opt/airflow/include/expectations \
+    TRAINYARD_REQUIREMENTS_LOCK=/opt/trainyard/requirements.lock \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
     GX_ANALYTICS_ENABLED=False \
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
 RUN mkdir -p /opt/airflow/auth && chmod 0770 /opt/airflow/auth
 
-# The code version recorded in every model version's lineage (there is no .git in the image).
+# The commit recorded in every model version's lineage (there is no .git in the image); the
+# training fingerprint does not depend on it (it hashes the installed code and the lock).
 # Last, so a new commit rebuilds only this layer.
 ARG GIT_COMMIT=unknown
 ENV TRAINYARD_GIT_COMMIT=${GIT_COMMIT}

@@ -8,6 +8,7 @@ A malformed spec makes this file fail to import, naming the file and field.
 # ([dag_processor] parsing_pre_import_modules), instead of in every forked parse. Naming the ones
 # our DAGs build on saves ~0.1-0.2 s per parse (benchmarks/parse_time.py).
 import airflow.providers.standard.decorators.short_circuit  # noqa: F401
+import airflow.providers.standard.operators.hitl  # noqa: F401
 import airflow.providers.standard.operators.trigger_dagrun  # noqa: F401
 import airflow.providers.standard.sensors.external_task  # noqa: F401
 

@@ -30,6 +30,7 @@ LINEAGE_TAGS = {
     "airflow_run_id",
     "trigger_reason",
     "git_commit",
+    "code_sha256",
     "spec_sha256",
     "window_start",
     "window_end",

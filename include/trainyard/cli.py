@@ -10,6 +10,8 @@
     trainyard register PIPELINE --snapshot ... --validation ... --training ... --decision ...
     trainyard run PIPELINE [--window-end D]           all steps in one process
     trainyard drift PIPELINE [--window-end D]         drift check vs the champion (no retrain)
+    trainyard score PIPELINE [--date D]               batch-score partitions with the champion
+    trainyard monitor PIPELINE [--window-end D]       realised performance on delayed labels
     trainyard history PIPELINE [--json]               the model's alias moves (audit trail)
     trainyard rollback PIPELINE [--to N] --reason R   make an earlier version champion again
     trainyard restore-aliases PIPELINE --reason R     rebuild the aliases from the audit trail
@@ -203,6 +205,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _read(args.snapshot, SnapshotRef, "snapshot"),
         _read(args.training, steps.TrainingResult, "training"),
         replace_incompatible_champion=args.replace_incompatible_champion,
+        allow_older_window=args.allow_older_window,
     )
     _emit(args.out, decision)
     print(decision.summary(), file=sys.stderr)
@@ -246,14 +249,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         _window(args, spec),
         RunContext.for_cli(spec.name, args.reason),
         replace_incompatible_champion=args.replace_incompatible_champion,
+        allow_older_window=args.allow_older_window,
     )
     print(result.describe(), file=args.out)
     return 0
 
 
+def _print_retrain_decision(
+    spec: Any,
+    settings: Any,
+    summary: dict[str, Any],
+    run_id: str,
+    signal: str = "drift",
+    conf: dict[str, Any] | None = None,
+) -> None:
+    """What the monitors' storm protection would decide in Airflow for this verdict."""
+    from trainyard.drift import ledger, policy
+
+    decision = policy.decide(
+        summary,
+        now=datetime.now(UTC),
+        cooldown_hours=spec.drift.cooldown_hours,
+        last_retrain=ledger.last_retrain(settings, spec.name),
+        active_training_runs=0,
+        drift_run_id=run_id,
+        training_dag_id=spec.training_dag_id,
+        signal=signal,
+        conf=conf,
+    )
+    print(
+        f"  in Airflow this verdict would give: {decision.message} (the CLI never triggers "
+        "training and cannot see queued or running training runs)",
+        file=sys.stderr,
+    )
+
+
 def cmd_drift(args: argparse.Namespace) -> int:
     from trainyard.core.lineage import RunContext
-    from trainyard.drift import ledger, policy
     from trainyard.drift.steps import run_check
 
     spec = _spec(args.pipeline)
@@ -272,19 +304,51 @@ def cmd_drift(args: argparse.Namespace) -> int:
     print(
         f"  mlflow run: {mlflow_run_id} (experiment {spec.monitoring_experiment})", file=sys.stderr
     )
-    decision = policy.decide(
-        summary.reference_for_xcom(),
-        now=datetime.now(UTC),
-        cooldown_hours=spec.drift.cooldown_hours,
-        last_retrain=ledger.last_retrain(settings, spec.name),
-        active_training_runs=0,
-        drift_run_id=context.run_id,
-        training_dag_id=spec.training_dag_id,
+    _print_retrain_decision(spec, settings, summary.reference_for_xcom(), context.run_id)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from trainyard.core.lineage import RunContext
+    from trainyard.scoring import steps
+
+    spec = _spec(args.pipeline)
+    if spec.scoring is None:
+        raise ArgumentError(f"pipeline {spec.name!r} has no scoring section in its spec")
+    record = steps.run(
+        spec,
+        _settings(),
+        datetime.now(UTC).date(),
+        RunContext.for_cli(spec.name).run_id,
+        datetime.now(UTC),
+        window_end=_window_end(args),
+        days=args.window_days,
     )
+    _emit(args.out, record)
+    print(record.describe(), file=sys.stderr)
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from trainyard.core.lineage import RunContext
+    from trainyard.monitoring.steps import decay_conf, run_check
+
+    spec = _spec(args.pipeline)
+    if spec.performance is None:
+        raise ArgumentError(f"pipeline {spec.name!r} has no performance section in its spec")
+    settings = _settings()
+    context = RunContext.for_cli(spec.name, args.reason)
+    summary, mlflow_run_id = run_check(
+        spec, settings, datetime.now(UTC).date(), context, window_end=_window_end(args)
+    )
+    _emit(args.out, summary)
+    print(summary.describe(), file=sys.stderr)
     print(
-        f"  in Airflow this verdict would give: {decision.message} (the CLI never triggers "
-        "training and cannot see queued or running training runs)",
-        file=sys.stderr,
+        f"  mlflow run: {mlflow_run_id} (experiment {spec.monitoring_experiment})", file=sys.stderr
+    )
+    conf = decay_conf(summary) if summary.verdict == "decay" else None
+    _print_retrain_decision(
+        spec, settings, summary.reference_for_xcom(), context.run_id, "decay", conf
     )
     return 0
 
@@ -412,6 +476,13 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (step("ingest", cmd_ingest), step("run", cmd_run), step("drift", cmd_drift)):
         sub.add_argument("--window-end", help="last partition date, YYYY-MM-DD")
         sub.add_argument("--window-days", type=int)
+    monitor = step("monitor", cmd_monitor)
+    monitor.add_argument("--window-end", help="last day of the newest window, YYYY-MM-DD")
+    score = step("score", cmd_score)
+    score.add_argument(
+        "--date", "--window-end", dest="window_end", help="last partition date to score"
+    )
+    score.add_argument("--window-days", type=int, help="days to score (default: the spec's)")
     step("validate", cmd_validate, "snapshot")
     step("train", cmd_train, "snapshot", "validation")
     evaluate = step("evaluate", cmd_evaluate, "snapshot", "training")
@@ -421,6 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="let a challenger replace a champion that cannot be scored on its holdout "
             "(other columns, classes or task); recorded in the new version's lineage",
+        )
+        sub.add_argument(
+            "--allow-older-window",
+            action="store_true",
+            help="let a run of a window older than the champion's replace it (a rerun or "
+            "backfill); recorded in the new version's lineage",
         )
     step("register", cmd_register, "snapshot", "validation", "training", "decision")
 

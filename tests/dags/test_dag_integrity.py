@@ -57,7 +57,7 @@ def test_every_dag_follows_policy(dagbag, policy: str) -> None:
             problems.append(dag_id)
         if policy == "doc_md" and not (dag.doc_md and len(dag.doc_md) > 200):
             problems.append(dag_id)
-        one_at_a_time = dag.dag_id.startswith(("train_", "drift_"))
+        one_at_a_time = dag.dag_id.startswith(("train_", "drift_", "score_", "performance_"))
         if policy == "schedule" and one_at_a_time and dag.max_active_runs != 1:
             problems.append(dag_id)
     assert problems == []
@@ -70,12 +70,37 @@ def test_training_dag_shape_and_params(dagbag) -> None:
     assert set(dag.params) >= {"window_end", "window_days", "reason"}
     # Off unless a person asks: an incompatible champion otherwise fails the gate.
     assert dag.params["replace_incompatible_champion"] is False
+    assert dag.params["allow_older_window"] is False
     order = ["ingest", "validate", "train", "evaluate", "gate", "register", "report"]
     assert set(dag.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
     for task in dag.tasks:
         assert task.execution_timeout is not None and task.execution_timeout <= timedelta(hours=3)
+
+
+def test_approval_mode_adds_a_required_action_between_register_and_report() -> None:
+    from datetime import timedelta
+
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from trainyard.core.spec import load_spec
+    from trainyard.training.dag import build_training_dag
+
+    spec = load_spec(REPO / "tests" / "pipelines" / "churn_approval.yaml")
+    dag = build_training_dag(spec)
+    order = ["register", "ask", "approval", "promote", "settle", "report"]
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
+    approval = dag.get_task("approval")
+    assert isinstance(approval, ApprovalOperator)
+    assert approval.response_timeout == timedelta(seconds=60)
+    assert approval.defaults == ["Approve"]  # the spec's on_timeout
+    assert set(approval.params) == {"comment"}
+    assert "by approval" in dag.doc_md
+    # auto mode (the shipped specs) keeps the DAG as it was.
+    auto = build_training_dag(load_spec(SHIPPED_PIPELINES / "churn.yaml"))
+    assert "approval" not in auto.task_ids
 
 
 def test_one_manual_rollback_dag_per_spec_whose_reason_is_required(dagbag) -> None:
@@ -126,6 +151,41 @@ def test_drift_dag_shape_params_and_trigger(dagbag) -> None:
     assert "drift_report_uri" in dagbag.dags["train_churn"].params
 
 
+def test_one_scoring_dag_per_spec_with_a_scoring_section(dagbag) -> None:
+    scoring_ids = {dag_id for dag_id in dagbag.dag_ids if dag_id.startswith("score_")}
+    assert scoring_ids == {"score_churn"}  # breast_cancer has no scoring section
+    dag = dagbag.dags["score_churn"]
+    assert dag.timetable.expression == "0 4 * * *"
+    assert set(dag.params) >= {"window_end", "window_days"}
+    order = ["champion", "batch", "validate", "score"]
+    assert set(dag.task_ids) == set(order)
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
+
+
+def test_performance_monitor_shares_the_drift_monitors_retrain_tasks(dagbag) -> None:
+    assert {d for d in dagbag.dag_ids if d.startswith("performance_")} == {"performance_churn"}
+    dag = dagbag.dags["performance_churn"]
+    assert dag.timetable.expression == "0 6 * * *"
+    assert set(dag.params) >= {"window_end", "force"}
+    order = [
+        "baseline",
+        "evaluate",
+        "decide",
+        "retrain_requested",
+        "trigger_retrain",
+        "record_retrain",
+    ]
+    assert set(dag.task_ids) == set(order)
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
+    trigger = dag.get_task("trigger_retrain")
+    drift_trigger = dagbag.dags["drift_churn"].get_task("trigger_retrain")
+    assert trigger.trigger_dag_id == "train_churn" == drift_trigger.trigger_dag_id
+    assert trigger.trigger_run_id == drift_trigger.trigger_run_id
+    assert trigger.skip_when_already_exists is True
+
+
 def test_parsing_the_dags_folder_imports_no_heavy_library(tmp_path: Path) -> None:
     code = f"""
 import json, sys
@@ -169,7 +229,13 @@ def test_malformed_spec_is_an_import_error_naming_file_and_field(
 
     # Every DAG file reads the specs; each names file and field.
     failing = {Path(f).name for f in bag.import_errors}
-    assert failing == {"training_pipelines.py", "drift_monitors.py", "rollbacks.py"}
+    assert failing == {
+        "training_pipelines.py",
+        "drift_monitors.py",
+        "scoring_pipelines.py",
+        "performance_monitors.py",
+        "rollbacks.py",
+    }
     for message in bag.import_errors.values():
         assert str(bad) in message
         assert field in message
@@ -205,6 +271,8 @@ def test_two_specs_sharing_a_registered_model_are_an_import_error_naming_both(
     assert {Path(f).name for f in bag.import_errors} == {
         "training_pipelines.py",
         "drift_monitors.py",
+        "scoring_pipelines.py",
+        "performance_monitors.py",
         "rollbacks.py",
     }
     for message in bag.import_errors.values():
@@ -212,7 +280,7 @@ def test_two_specs_sharing_a_registered_model_are_an_import_error_naming_both(
         assert "field 'model.registered_name': both register model 'shared'" in message
 
 
-@pytest.mark.parametrize("dag_id", ["train_churn", "drift_churn"])
+@pytest.mark.parametrize("dag_id", ["train_churn", "drift_churn", "score_churn"])
 @pytest.mark.parametrize("days", [0, -3])
 def test_window_days_param_refuses_zero_and_negative(dagbag, dag_id: str, days: int) -> None:
     """Airflow refuses the trigger; the steps refuse it too (window_days must be at least 1)."""

@@ -316,7 +316,9 @@ def test_dockerfile_installs_the_lock_and_bakes_in_no_secret() -> None:
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "--require-hashes -r /tmp/requirements.lock" in text
+    assert "--require-hashes -r /opt/trainyard/requirements.lock" in text
+    # The lock stays in the image, where the code identity (training fingerprint) reads it.
+    assert "TRAINYARD_REQUIREMENTS_LOCK=/opt/trainyard/requirements.lock" in text
     for source in ("dags/", "plugins/", "include/pipelines/", "include/expectations/"):
         assert re.search(rf"^COPY .*\s{re.escape(source)}\s", text, re.M), source
     # The runtime package only: the local tooling (tools/) never enters the image.

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from trainyard.core.lineage import training_fingerprint
+from trainyard.core.lineage import RunContext, code_sha256, training_fingerprint
 from trainyard.core.settings import Settings
 from trainyard.core.storage import S3Uri
 from trainyard_dev.config import StackConfig
@@ -41,6 +42,42 @@ def test_fingerprint_changes_with_any_input() -> None:
     assert base == training_fingerprint("a", "b", "c")
     assert len({base, training_fingerprint("x", "b", "c"), training_fingerprint("a", "x", "c"),
                 training_fingerprint("a", "b", "x")}) == 4  # fmt: skip
+
+
+def test_code_identity_follows_the_package_sources_and_the_lock(tmp_path: Path) -> None:
+    """Not the git commit: any change to a .py file or a pin changes it, nothing else does."""
+    import trainyard
+
+    package = tmp_path / "trainyard"
+    shutil.copytree(Path(trainyard.__file__).parent, package)
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("pandas==2.3.3\n")
+    base = code_sha256(package, lock)
+    assert base == code_sha256(Path(trainyard.__file__).parent, lock)  # a copy is the same code
+
+    (package / "__pycache__").mkdir(exist_ok=True)
+    (package / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"compiled")
+    (package / "notes.txt").write_text("not code")
+    assert code_sha256.__wrapped__(package, lock) == base
+
+    source = package / "training" / "gate.py"
+    source.write_text(source.read_text() + "\n# a change\n")
+    changed_code = code_sha256.__wrapped__(package, lock)
+    lock.write_text("pandas==2.3.2\n")
+    changed_lock = code_sha256.__wrapped__(package, lock)
+    assert len({base, changed_code, changed_lock}) == 3
+    assert code_sha256.__wrapped__(package, tmp_path / "absent.lock") != changed_lock
+
+
+def test_the_run_context_carries_the_code_identity_apart_from_the_commit() -> None:
+    context = RunContext(dag_id="d", run_id="r", trigger_reason="t", git_commit="unknown")
+    assert context.code_sha256 == code_sha256()
+    assert context.tags()["code_sha256"] == code_sha256()
+    assert context.tags()["git_commit"] == "unknown"
+    assert Settings.from_env({"TRAINYARD_REQUIREMENTS_LOCK": "/x.lock"}).requirements_lock == Path(
+        "/x.lock"
+    )
+    assert Settings.from_env({}).requirements_lock.is_file()
 
 
 def test_stack_configuration_comes_from_the_environment() -> None:

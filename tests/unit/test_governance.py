@@ -9,6 +9,7 @@ import pytest
 
 from trainyard.airflow.common import actor
 from trainyard.governance.aliases import plan, unfinished
+from trainyard.governance.approval import Verdict, request_text, verdict
 from trainyard.governance.audit import Cause, event_id, new_event, replay, timeline
 from trainyard.governance.rollback import RollbackRefused, choose_target
 
@@ -180,3 +181,62 @@ def test_actor_is_the_user_the_schedule_or_the_drift_monitor() -> None:
     assert actor(_context("scheduled", None)) == "schedule"
     assert actor(_context("manual", "admin", "s3://trainyard/drift/x.html")) == "drift monitor"
     assert actor(_context("asset_triggered", None)) == "asset_triggered"
+
+
+# ---- approval -----------------------------------------------------------------------------------
+
+
+def _decision(champion: dict | None = None):
+    from trainyard.training.gate import GateCheck, GateDecision
+
+    return GateDecision(
+        passed=True,
+        challenger={"roc_auc": 0.91, "log_loss": 0.31},
+        champion=champion,
+        champion_version="3" if champion else None,
+        checks=[GateCheck(rule="floor", metric="roc_auc", value=0.91, bound=0.75, passed=True)],
+        note="",
+    )
+
+
+def test_the_request_shows_checks_both_sides_links_and_the_timeout_rule() -> None:
+    subject, body = request_text(
+        "churn",
+        "4",
+        _decision({"roc_auc": 0.9, "log_loss": 0.33}),
+        {"MLflow run": "http://mlflow/#/r", "drift report": ""},
+        timedelta(hours=24),
+        "reject",
+    )
+    assert subject == "Promote churn v4 to champion? (champion now: v3)"
+    assert "| roc_auc | 0.9100 | 0.9000 |" in body
+    assert "| log_loss | 0.3100 | 0.3300 |" in body
+    assert "[ok  ] floor: roc_auc=0.9100 vs bound 0.7500" in body
+    assert "- [MLflow run](http://mlflow/#/r)" in body and "drift report" not in body
+    assert "within 1 day, 0:00:00, it is **rejected**" in body
+    _, first = request_text("churn", "1", _decision(), {}, timedelta(minutes=5), "approve")
+    assert "| roc_auc | 0.9100 | - |" in first and "**approved**" in first
+
+
+def test_verdict_reads_the_reviewer_or_the_timeout() -> None:
+    day = timedelta(hours=24)
+    answer = {
+        "chosen_options": ["Approve"],
+        "params_input": {"comment": " looks right "},
+        "responded_by_user": {"id": "alice", "name": "alice"},
+    }
+    assert verdict(answer, "reject", day) == Verdict(
+        action="approve", crown=True, actor="alice", comment="looks right"
+    )
+    rejected = verdict({**answer, "chosen_options": ["Reject"]}, "approve", day)
+    assert (rejected.action, rejected.crown) == ("reject", False)
+    assert rejected.describe() == "rejected by alice: looks right"
+    for choice, crown in (("reject", False), ("approve", True)):
+        default = "Approve" if crown else "Reject"
+        timed_out = verdict(
+            {"chosen_options": [default], "params_input": {}, "responded_by_user": None},
+            choice,
+            day,
+        )
+        assert (timed_out.action, timed_out.crown, timed_out.actor) == ("timeout", crown, "timeout")
+        assert f"on_timeout: {choice}" in timed_out.comment

@@ -24,6 +24,7 @@ def _regression():
     data = yaml.safe_load((REPO / "include" / "pipelines" / "churn.yaml").read_text())
     data["model"] = {"task": "regression", "estimator": "sklearn.linear_model.Ridge"}
     data.update(metrics=["r2"], gate={"champion_metric": "r2"})
+    data["performance"]["metric"] = "r2"
     return parse_spec(data, Path("churn.yaml"))
 
 

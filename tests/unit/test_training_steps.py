@@ -102,7 +102,11 @@ def test_lineage_tags_are_the_union_of_each_records_tags() -> None:
 
     for part in (SNAPSHOT.tags(), REPORT.tags(), CONTEXT.tags()):
         assert part.items() <= tags.items()
-    assert tags["fingerprint"] == training_fingerprint(SNAPSHOT.sha256, CHURN.sha256(), "c0ffee")
+    # The code identity, not the commit, is the code part of the fingerprint.
+    assert tags["fingerprint"] == training_fingerprint(
+        SNAPSHOT.sha256, CHURN.sha256(), CONTEXT.code_sha256
+    )
+    assert tags["code_sha256"] == CONTEXT.code_sha256 and tags["git_commit"] == "c0ffee"
     assert tags["metric.roc_auc"] == "0.812346"
     assert tags["gate_decision"] == "passed"
     assert tags["validation_suite"] == "churn@" + "f" * 16
@@ -139,6 +143,7 @@ def _fit_other(frame: pd.DataFrame, estimator: str, features: list[str], target)
     if estimator.endswith("Ridge"):
         data["model"]["task"] = "regression"
         data.update(metrics=["r2"], gate={"champion_metric": "r2"})
+        data["performance"]["metric"] = "r2"
     spec = parse_spec(data, Path("churn.yaml"))
     model = modeling.build_pipeline(spec)
     return model.fit(frame[[*numeric, *categorical]], target)
@@ -166,4 +171,37 @@ def test_incompatible_champions_are_named(fitted: steps.Fitted, frame: pd.DataFr
     regressor = _fit_other(frame, "sklearn.linear_model.Ridge", features, frame.monthly_charges)
     assert steps.champion_incompatibility(CHURN, regressor, fitted.model, fitted.data) == (
         "it is not a classifier, this run's task is classification"
+    )
+
+
+def test_a_window_older_than_the_champions_is_named_and_refused_unless_asked() -> None:
+    """SNAPSHOT's window ends 2026-03-10."""
+    assert steps.older_window(CHURN, SNAPSHOT, "5", "2026-03-10") is None
+    assert steps.older_window(CHURN, SNAPSHOT, "5", "2026-03-09") is None
+    assert steps.older_window(CHURN, SNAPSHOT, "5", None) is None
+    static = load_spec(REPO / "include" / "pipelines" / "breast_cancer.yaml")
+    assert steps.older_window(static, SNAPSHOT, "5", "2026-04-01") is None  # no window to compare
+    reason = steps.older_window(CHURN, SNAPSHOT, "5", "2026-04-01")
+    assert reason == (
+        "older window: this run's window ends 2026-03-10, before champion v5's (2026-04-01)"
+    )
+
+    metrics = {"roc_auc": 0.9, "log_loss": 0.3}
+    refused = decide(CHURN.gate, metrics, metrics, "5", older_window=reason)
+    assert not refused.passed and refused.refused_older_window
+    assert f"[FAIL] {reason} (to replace it anyway, run with allow_older_window)" in (
+        refused.summary()
+    )
+    record = outcome(CHURN, SNAPSHOT, TRAINED, refused, None, "5")
+    assert record.status == "refused_older_window" and record.champion_version == "5"
+
+    allowed = decide(
+        CHURN.gate, metrics, metrics, "5", older_window=reason, allow_older_window=True
+    )
+    assert allowed.passed and not allowed.refused_older_window
+    assert allowed.tags()["allowed_older_window"] == reason
+    # Asking does not matter when the window is not older.
+    assert (
+        "allowed_older_window"
+        not in decide(CHURN.gate, metrics, metrics, "5", allow_older_window=True).tags()
     )

@@ -4,6 +4,11 @@ Then the drift half: land a drifted partition for today, run the drift monitor `
 print its verdict and a report URL, and follow the retrain it triggers to its outcome. The model
 server (started with the stack) is shown serving the champion, with a ``curl`` example, and
 following the retrain's promotion.
+
+Then the performance half: score the last two days with the champion (``score_churn``), land
+their labels "a week later" with the generator's concept-drift knob, run the performance
+monitor ``performance_churn``, print realised vs registered metrics and follow the retrain the
+decay triggers.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ DEMO_ROWS_PER_DAY = 2000
 #: Covariate drift the demo lands for today: customers stay longer and pay more. total_charges
 #: (tenure x monthly) follows, so three of the ten columns drift (churn's drift_share is 0.3).
 DEMO_DRIFT = {"tenure_months": 1.0, "monthly_charges": 1.0}
+#: How differently churn follows the features once the scored days' labels arrive (0..1).
+DEMO_CONCEPT_DRIFT = 0.8
 
 
 def demo_spec() -> PipelineSpec:
@@ -128,9 +135,10 @@ def drift_through_airflow(stack: Stack, api: AirflowApi, day: date) -> int:
 
     from trainyard.core import storage
     from trainyard.core.settings import Settings
+    from trainyard.core.tracking import mlflow_run_url
     from trainyard.drift.ledger import decision_uri, last_retrain
     from trainyard.drift.policy import RetrainDecision
-    from trainyard.drift.steps import DriftSummary, mlflow_run_url
+    from trainyard.drift.steps import DriftSummary
 
     settings = Settings.from_env()
     spec = demo_spec()
@@ -168,7 +176,9 @@ def drift_through_airflow(stack: Stack, api: AirflowApi, day: date) -> int:
         # Unpausing the hourly DAG can start a scheduled run; whichever ran first asked for the
         # retrain, and storm protection kept the other one from asking again.
         first = RetrainDecision.model_validate_json(
-            storage.get_bytes(settings, decision_uri(settings, spec.name, retrain.drift_run_id))
+            storage.get_bytes(
+                settings, decision_uri(settings, spec.name, retrain.drift_run_id, retrain.signal)
+            )
         )
         print(f"\ndrift run {retrain.drift_run_id} (scheduled, ran first): {first.message}")
         print(f"drift run {run['dag_run_id']} (ours): {decision['message']}")
@@ -188,6 +198,87 @@ def drift_through_airflow(stack: Stack, api: AirflowApi, day: date) -> int:
             print(f"model server: still not serving v{retrained['version']}; see its log")
             return 1
         print(f"model server: now serves {spec.name} v{retrained['version']} ({took:.1f} s later)")
+    return 0
+
+
+def run_through_airflow(api: AirflowApi, dag_id: str, conf: dict) -> dict:
+    """Trigger a run, unpause the DAG, wait, and print how it ended.
+
+    Returns:
+        The finished run.
+    """
+    api.wait_for_dag(dag_id)
+    run = api.trigger(dag_id, conf=conf)
+    api.set_paused(dag_id, False)
+    print(f"triggered {dag_id} run {run['dag_run_id']}; waiting ...", flush=True)
+    finished = api.wait_for_run(dag_id, run["dag_run_id"], timeout=900)
+    print(f"run {finished['dag_run_id']} of {dag_id}: {finished['state']}")
+    if finished["state"] != "success":
+        print_task_states(api, dag_id, finished["dag_run_id"])
+    return finished
+
+
+def performance_through_airflow(api: AirflowApi, last_day: date) -> int:
+    """Score two days, land their labels with concept drift, run the monitor, follow the retrain.
+
+    The drift retrain above started the cooldown both monitors share, so the monitor run is
+    forced (``force``: past the cooldown, never while training is queued or running); without
+    it the decay verdict would be recorded as "retrain suppressed: cooldown until …".
+
+    Returns:
+        0 when the decay was found and the retrain it triggered finished, else 1.
+    """
+    from trainyard.core import storage
+    from trainyard.core.settings import Settings
+    from trainyard.monitoring.steps import PerformanceSummary
+    from trainyard.scoring.steps import ScoringRecord
+    from trainyard_dev.churn import Knobs, land_days
+
+    settings = Settings.from_env()
+    spec = demo_spec()
+    days = 2
+    first_day = last_day - timedelta(days=days - 1)
+    print(f"\n--- realised performance ---\nscoring {first_day} .. {last_day} with the champion")
+    wait_until_idle(api, spec.training_dag_id)  # score with the champion the retrain left
+    conf = {"window_end": last_day.isoformat(), "window_days": days}
+    scored = run_through_airflow(api, spec.scoring_dag_id, conf)
+    if scored["state"] != "success":
+        return 1
+    record = api.xcom(spec.scoring_dag_id, scored["dag_run_id"], "score")
+    print(ScoringRecord.model_validate(record).describe())
+    land_days(
+        settings,
+        first_day,
+        last_day,
+        DEMO_ROWS_PER_DAY,
+        Knobs(concept_drift=DEMO_CONCEPT_DRIFT),
+    )
+    print(
+        f"\nlabels of {first_day} .. {last_day} landed ({spec.labels.delay_days} days later in "
+        f"production) with concept drift {DEMO_CONCEPT_DRIFT:g}: churn follows other causes"
+    )
+    checked = run_through_airflow(
+        api, spec.performance_dag_id, {"window_end": last_day.isoformat(), "force": True}
+    )
+    if checked["state"] != "success":
+        return 1
+    evaluated = api.xcom(spec.performance_dag_id, checked["dag_run_id"], "evaluate")
+    decision = api.xcom(spec.performance_dag_id, checked["dag_run_id"], "decide")
+    summary = PerformanceSummary.model_validate_json(
+        storage.get_bytes(settings, evaluated["summary_uri"])
+    )
+    print(summary.describe())
+    print(f"\ndecision: {decision['message']}")
+    if not decision["retrain"]:
+        return 1
+    run_id = decision["training_run_id"]
+    print(f"\nretrain: {spec.training_dag_id} run {run_id}; waiting ...")
+    trained = api.wait_for_run(spec.training_dag_id, run_id)
+    print(f"run {run_id} of {spec.training_dag_id}: {trained['state']}")
+    if trained["state"] != "success":
+        print_task_states(api, spec.training_dag_id, run_id)
+        return 1
+    print_outcome(api.xcom(spec.training_dag_id, run_id, "report"))
     return 0
 
 
@@ -299,6 +390,8 @@ def run_demo(stack: Stack | None = None) -> int:
     code = 1
     if outcome is not None:
         code = drift_through_airflow(stack, api, end + timedelta(days=1))
+    if code == 0:
+        code = performance_through_airflow(api, end)
     print_access(stack)
     return code
 

@@ -11,11 +11,12 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from trainyard.core.settings import Settings
 
 _REPO_DIR = Path(__file__).resolve().parents[3]
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 @cache
@@ -48,6 +49,33 @@ def git_commit(repo_dir: Path = _REPO_DIR) -> str:
     return f"{head}-dirty" if dirty else head
 
 
+@cache
+def code_sha256(package_dir: Path = _PACKAGE_DIR, lock: Path | None = None) -> str:
+    """The code's identity: sha256 of the runtime package's Python files and the dependency lock.
+
+    Computed from the files the process runs, so it exists wherever the code does (an image
+    without git included) and changes with any change to the code or a dependency pin, unlike a
+    commit id that a build may not know.
+
+    Args:
+        package_dir: The ``trainyard`` package (default: the one imported).
+        lock: The requirements lock (default: ``Settings.requirements_lock``); a missing file is
+            hashed as "no lock".
+
+    Returns:
+        The hex digest.
+    """
+    lock = lock if lock is not None else Settings.from_env().requirements_lock
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*.py")):
+        digest.update(f"{path.relative_to(package_dir).as_posix()}\0".encode())
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    digest.update(b"requirements.lock\0")
+    digest.update(lock.read_bytes() if lock.is_file() else b"(no lock)")
+    return digest.hexdigest()
+
+
 class RunContext(BaseModel):
     """Where a run comes from: the Airflow DAG and run (or the CLI) and the reason for it."""
 
@@ -57,6 +85,8 @@ class RunContext(BaseModel):
     run_id: str
     trigger_reason: str
     git_commit: str
+    #: The code's identity (:func:`code_sha256`), part of the training fingerprint.
+    code_sha256: str = Field(default_factory=code_sha256)
     #: The drift report that triggered this run (a drift-triggered retrain), else None.
     drift_report_uri: str | None = None
     #: Who started it: the Airflow user of a manual run, ``schedule``, ``drift monitor``, or
@@ -88,6 +118,7 @@ class RunContext(BaseModel):
             "trigger_reason": self.trigger_reason,
             "drift_report_uri": self.drift_report_uri or "",
             "git_commit": self.git_commit,
+            "code_sha256": self.code_sha256,
             "triggered_by": self.actor,
         }
 
@@ -101,6 +132,12 @@ def _login() -> str:
         return "unknown"
 
 
-def training_fingerprint(snapshot_sha256: str, spec_sha256: str, commit: str) -> str:
-    """Identity of a training input: same data, same spec, same code give the same model."""
-    return hashlib.sha256(f"{snapshot_sha256}:{spec_sha256}:{commit}".encode()).hexdigest()
+def training_fingerprint(snapshot_sha256: str, spec_sha256: str, code: str) -> str:
+    """Identity of a training input: same data, same spec, same code give the same model.
+
+    Args:
+        snapshot_sha256: The training snapshot's hash.
+        spec_sha256: The validated spec's hash.
+        code: The code's identity (:func:`code_sha256`).
+    """
+    return hashlib.sha256(f"{snapshot_sha256}:{spec_sha256}:{code}".encode()).hexdigest()

@@ -15,6 +15,9 @@ The embedded stack, the production-shape run and docker-compose all set the same
   (default: ``include/pipelines`` and ``include/expectations`` next to the package).
 - ``TRAINYARD_GIT_COMMIT``: the code version recorded in lineage when there is no git checkout
   (the Docker image sets it at build time).
+- ``TRAINYARD_REQUIREMENTS_LOCK``: the dependency lock hashed into the code identity (default:
+  ``requirements.lock`` of the checkout; the Docker image keeps it at
+  ``/opt/trainyard/requirements.lock``).
 - ``TRAINYARD_SERVICE_TIMEOUT`` (seconds, default 30) / ``TRAINYARD_SERVICE_RETRIES`` (default 2):
   how long one S3 or MLflow request may wait for an answer and how often it is retried before
   the step fails as "unavailable" (then Airflow's task retries take over). For MLflow they are
@@ -55,6 +58,7 @@ class Settings:
     expectations_dir: Path = _INCLUDE_DIR / "expectations"
     training_queue: str | None = None
     git_commit: str | None = None
+    requirements_lock: Path = _INCLUDE_DIR.parent / "requirements.lock"
     service_timeout_seconds: int = 30
     service_retries: int = 2
     mlflow_ui_url: str = "http://127.0.0.1:5000"
@@ -85,6 +89,9 @@ class Settings:
             ),
             training_queue=env.get("TRAINYARD_TRAINING_QUEUE") or None,
             git_commit=env.get("TRAINYARD_GIT_COMMIT") or None,
+            requirements_lock=Path(
+                env.get("TRAINYARD_REQUIREMENTS_LOCK") or _INCLUDE_DIR.parent / "requirements.lock"
+            ),
             service_timeout_seconds=int(env.get("TRAINYARD_SERVICE_TIMEOUT") or 30),
             service_retries=int(env.get("TRAINYARD_SERVICE_RETRIES") or 2),
             mlflow_ui_url=env.get("TRAINYARD_MLFLOW_UI_URL")

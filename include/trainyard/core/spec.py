@@ -13,6 +13,7 @@ import codecs
 import hashlib
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -282,6 +283,13 @@ class Model(_Frozen):
         default=True,
         description="Drop rows whose target is still missing (labels that have not arrived yet).",
     )
+    max_training_rows: int | None = Field(
+        default=None,
+        ge=100,
+        description="At most this many training rows are fitted on: a larger training side is "
+        "sampled with split.seed (the same rows for the same snapshot). The holdout is never "
+        "sampled. What was sampled is a param, a run tag and a lineage tag (training_sample).",
+    )
     skops_trusted_types: tuple[str, ...] = Field(
         default=(),
         description="Types beyond skops' defaults that the saved model may contain (e.g. "
@@ -329,6 +337,30 @@ class Gate(_Frozen):
     )
 
 
+class Promotion(_Frozen):
+    """How a version that passed the gate becomes champion."""
+
+    mode: Literal["auto", "approval"] = Field(
+        default="auto",
+        description="auto: it becomes champion at once. approval: it becomes 'challenger' and a "
+        "person approves or rejects it in the Airflow UI (Required Actions).",
+    )
+    timeout: timedelta = Field(
+        default=timedelta(hours=24),
+        description="How long an approval waits (ISO 8601 duration such as PT24H, or seconds).",
+    )
+    on_timeout: Literal["reject", "approve"] = Field(
+        default="reject", description="What happens when nobody answers in time (recorded)."
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+
 class Validation(_Frozen):
     """Which Great Expectations suite (include/expectations/<suite>.json) checks the data."""
 
@@ -369,6 +401,75 @@ class Drift(_Frozen):
         return value
 
 
+class Scoring(_Frozen):
+    """Batch scoring with the champion: which partitions, when (a spec without it gets no DAG).
+
+    Predictions go to the prediction log (:mod:`trainyard.data.predictions`):
+    ``s3://<artifacts>/predictions/<pipeline>/batch/date=YYYY-MM-DD/v<version>.parquet``.
+    """
+
+    schedule: str | None = Field(
+        default="0 4 * * *", description="Cron of the scoring DAG, or null for manual runs only."
+    )
+    days: int = Field(default=1, ge=1, le=366, description="Partitions scored per run.")
+    end_offset_days: int = Field(
+        default=1,
+        ge=0,
+        le=365,
+        description="The last partition scored is this many days before the run day.",
+    )
+
+
+class Labels(_Frozen):
+    """Where the true outcomes of scored rows arrive, and how late.
+
+    Labels are Parquet files holding the id column and the target, dated like the rows they
+    label: ``s3://<bucket>/<prefix>/date=YYYY-MM-DD/*.parquet``, or without ``prefix`` the
+    source's own partitions (its layout), landed again later with the target filled.
+    """
+
+    prefix: str | None = Field(
+        default=None,
+        description="Partitions of id + target; default: the source's own, re-landed.",
+    )
+    bucket: str | None = Field(
+        default=None, description="Bucket of ``prefix``; defaults to TRAINYARD_RAW_BUCKET."
+    )
+    delay_days: int = Field(
+        default=7, ge=0, le=365, description="Days after a row's date until its label is due."
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _strip_slashes(cls, value: str | None) -> str | None:
+        return value.strip("/") if value else value
+
+
+class Performance(_Frozen):
+    """Realised performance of the champion on labelled predictions, and when it has decayed."""
+
+    schedule: str | None = Field(
+        default="0 6 * * *", description="Cron of the monitor, or null for manual runs only."
+    )
+    metric: str = Field(description="The metric watched (one of ``metrics``).")
+    max_drop: float = Field(
+        gt=0,
+        description="Allowed drop from the champion's holdout value before a window breaches.",
+    )
+    drop: Literal["relative", "absolute"] = Field(
+        default="relative",
+        description="relative: max_drop is a fraction of the holdout value (0.03 = 3 %); "
+        "absolute: in the metric's unit.",
+    )
+    window_days: int = Field(default=1, ge=1, le=366, description="Days per window.")
+    min_labelled_rows: int = Field(
+        default=200, ge=1, description="Fewer labelled predictions in a window: no verdict."
+    )
+    consecutive_windows: int = Field(
+        default=1, ge=1, le=30, description="Windows in a row that must breach to call decay."
+    )
+
+
 def _unknown_method(method: str) -> str:
     return f"unknown drift method {method!r}; Evidently knows {sorted(DRIFT_METHODS)}"
 
@@ -390,6 +491,10 @@ class PipelineSpec(_Frozen):
     gate: Gate
     validation: Validation
     drift: Drift = Drift()
+    scoring: Scoring | None = None
+    labels: Labels | None = None
+    performance: Performance | None = None
+    promotion: Promotion = Promotion()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -425,7 +530,35 @@ class PipelineSpec(_Frozen):
         if stray:
             raise ValueError(f"drift settings name columns that are not features: {stray}")
         self._check_drift_methods()
+        self._check_performance()
+        if self.scoring is not None:
+            if getattr(self.source, "layout", None) is None:
+                raise ValueError("scoring needs a partitioned source: static data has no new rows")
+            if self.schema_.id_column is None:
+                raise ValueError("scoring needs schema.id_column: each prediction is logged by id")
         return self
+
+    def _check_performance(self) -> None:
+        """The monitor joins labels to logged predictions by id and watches a listed metric."""
+        if self.performance is None:
+            return
+        if self.labels is None:
+            raise ValueError("performance needs a labels section: where the outcomes arrive")
+        if self.schema_.id_column is None:
+            raise ValueError("performance needs schema.id_column: labels are joined by id")
+        if self.performance.metric not in self.metrics:
+            raise ValueError(
+                f"performance watches metric {self.performance.metric!r}, which is not listed "
+                "in 'metrics'"
+            )
+        source = self.source
+        if self.labels.prefix is None and (
+            getattr(source, "layout", None) is None or source.format != "parquet"
+        ):
+            raise ValueError(
+                "labels.prefix is required unless the source is partitioned Parquet files "
+                "(labels land as Parquet partitions)"
+            )
 
     def _check_drift_methods(self) -> None:
         """Each drift method must accept the kind (numeric, categorical) of its columns."""
@@ -462,7 +595,7 @@ class PipelineSpec(_Frozen):
 
     @property
     def monitoring_experiment(self) -> str:
-        """MLflow experiment holding this pipeline's monitoring runs (drift checks)."""
+        """MLflow experiment holding this pipeline's monitoring runs (drift, performance)."""
         return f"{self.name}-monitoring"
 
     @property
@@ -479,6 +612,16 @@ class PipelineSpec(_Frozen):
     def rollback_dag_id(self) -> str:
         """Airflow DAG id of the manual rollback DAG generated for this spec."""
         return f"rollback_{self.name}"
+
+    @property
+    def scoring_dag_id(self) -> str:
+        """Airflow DAG id of the batch-scoring DAG generated for this spec."""
+        return f"score_{self.name}"
+
+    @property
+    def performance_dag_id(self) -> str:
+        """Airflow DAG id of the performance monitor generated for this spec."""
+        return f"performance_{self.name}"
 
     def sha256(self) -> str:
         """Content hash of the validated spec (key order and formatting do not matter)."""

@@ -99,6 +99,13 @@ def put_bytes(settings: Settings, uri: str, body: bytes, content_type: str | Non
     client(settings).put_object(Bucket=target.bucket, Key=target.key, Body=body, **extra)
 
 
+def put_file(settings: Settings, uri: str, path: Path, content_type: str | None = None) -> None:
+    """Upload a local file (multipart for large files: memory stays bounded)."""
+    target = S3Uri.parse(uri)
+    extra = {"ExtraArgs": {"ContentType": content_type}} if content_type else {}
+    client(settings).upload_file(str(path), target.bucket, target.key, **extra)
+
+
 def get_bytes(settings: Settings, uri: str) -> bytes:
     """Read a whole object."""
     source = S3Uri.parse(uri)

@@ -9,13 +9,20 @@ inside the functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from trainyard.core.errors import NothingToDoError
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
 
 #: MLflow error codes that mean "no such model or alias" (as opposed to a server problem).
 _NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"})
+
+
+class NoChampionError(NothingToDoError):
+    """The pipeline has no champion yet: nothing to compare against or to score with."""
 
 
 def alias_version(model_name: str, alias: str) -> Any | None:
@@ -36,6 +43,12 @@ def champion_version(model_name: str) -> Any | None:
     return alias_version(model_name, CHAMPION)
 
 
+def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """Browser URL of an MLflow run (artifacts tab)."""
+    base = tracking_uri.rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}/artifacts"
+
+
 def find_finished_run(experiment_id: str, tags: dict[str, str]) -> Any | None:
     """The newest FINISHED run of an experiment carrying every one of ``tags``, or None.
 
@@ -51,3 +64,41 @@ def find_finished_run(experiment_id: str, tags: dict[str, str]) -> Any | None:
         max_results=1,
     )
     return runs[0] if runs else None
+
+
+def log_monitoring_run(
+    experiment_name: str,
+    run_name: str,
+    tags: dict[str, str],
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    artifacts: Callable[[], None],
+) -> str:
+    """One monitor check as an MLflow run (the drift and the performance monitors' one writer).
+
+    Idempotent: a finished run carrying the same ``airflow_dag_id``, ``airflow_run_id`` and
+    ``summary_uri`` tags (a retry of the same check) is returned instead of logging again.
+
+    Args:
+        experiment_name: The pipeline's monitoring experiment.
+        run_name: The MLflow run's name.
+        tags: Must hold ``airflow_dag_id``, ``airflow_run_id`` and ``summary_uri``.
+        params: Settings of the check.
+        metrics: Its numbers.
+        artifacts: Logs the check's files inside the active run.
+
+    Returns:
+        The MLflow run id.
+    """
+    import mlflow
+
+    experiment = mlflow.set_experiment(experiment_name)
+    identity = {key: tags[key] for key in ("airflow_dag_id", "airflow_run_id", "summary_uri")}
+    existing = find_finished_run(experiment.experiment_id, identity)
+    if existing is not None:
+        return existing.info.run_id
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        artifacts()
+    return run.info.run_id

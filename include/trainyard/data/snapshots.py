@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -142,28 +143,114 @@ def snapshot_uri(settings: Settings, pipeline: str, sha256: str) -> str:
     return f"s3://{settings.artifacts_bucket}/snapshots/{pipeline}/{sha256}.parquet"
 
 
-def write_snapshot(
-    settings: Settings, pipeline: str, frame: pd.DataFrame, window: TrainingWindow, sources: int
-) -> SnapshotRef:
-    """Store a frame as an immutable, content-addressed Parquet snapshot.
+#: Rows per row group of a snapshot. Fixed, so a snapshot's bytes depend on its rows only, not
+#: on how they were read (files of any size, CSV chunks, SQL chunks).
+ROW_GROUP_ROWS = 1_048_576
 
-    An existing snapshot with the same hash is left untouched.
+
+class SnapshotTypeError(DeterministicError):
+    """A piece of rows whose column types differ from the first piece's."""
+
+
+class SnapshotWriter:
+    """Writes pieces of normalised rows to a local Parquet file, in fixed-size row groups.
+
+    Memory holds at most one row group of pending rows, whatever the snapshot's size. The
+    file's schema comes from the first piece's column types (never its values), so the same
+    rows give the same bytes however they were cut into pieces.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "snapshot.parquet"
+        self.rows = 0
+        self._schema: Any = None
+        self._writer: Any = None
+        self._pending: list[Any] = []
+        self._pending_rows = 0
+
+    def add(self, frame: pd.DataFrame, where: str) -> None:
+        """Append rows (already normalised).
+
+        Raises:
+            SnapshotTypeError: The rows' column types differ from the first piece's.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if frame.empty:
+            return
+        if self._schema is None:
+            # Types and pandas metadata from an empty slice: they depend on dtypes only.
+            schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
+            for index, column in enumerate(schema):
+                if pa.types.is_null(column.type):  # an empty text column: text is all we have
+                    schema = schema.set(index, column.with_type(pa.string()))
+            self._schema = schema
+            self._writer = pq.ParquetWriter(self.path, self._schema, compression="zstd")
+        try:
+            table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError):
+            expected = {f.name: str(f.type) for f in self._schema}
+            found = {str(c): str(t) for c, t in frame.dtypes.items()}
+            raise SnapshotTypeError(
+                f"{where}: its columns {found} do not fit the types of the rows read before "
+                f"{expected}; declare the column's type in schema.dtypes"
+            ) from None
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        while self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush(ROW_GROUP_ROWS)
+
+    def _flush(self, rows: int) -> None:
+        import pyarrow as pa
+
+        pending = pa.concat_tables(self._pending)
+        self._writer.write_table(pending.slice(0, rows), row_group_size=rows)
+        rest = pending.slice(rows)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+
+    def close(self) -> str:
+        """Write what is pending and close the file.
+
+        Returns:
+            The sha256 of the file's bytes.
+        """
+        if self._pending_rows:
+            self._flush(self._pending_rows)
+        if self._writer is not None:
+            self._writer.close()
+        digest = hashlib.sha256()
+        with self.path.open("rb") as body:
+            for block in iter(lambda: body.read(1 << 23), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+
+def store_snapshot(
+    settings: Settings,
+    pipeline: str,
+    writer: SnapshotWriter,
+    window: TrainingWindow,
+    sources: int,
+) -> SnapshotRef:
+    """Close a snapshot's file and store it under its content hash (an existing one is kept).
 
     Returns:
         The reference to the snapshot.
     """
     from trainyard.core import storage
 
-    body = storage.parquet_bytes(frame)
-    sha256 = hashlib.sha256(body).hexdigest()
+    sha256 = writer.close()
     uri = snapshot_uri(settings, pipeline, sha256)
     if not storage.exists(settings, uri):
         storage.ensure_buckets(settings, [settings.artifacts_bucket])
-        storage.put_bytes(settings, uri, body, "application/vnd.apache.parquet")
+        storage.put_file(settings, uri, writer.path, "application/vnd.apache.parquet")
     return SnapshotRef(
         uri=uri,
         sha256=sha256,
-        rows=len(frame),
+        rows=writer.rows,
         window_start=window.start,
         window_end=window.end,
         window_first_hour=window.first_hour,

@@ -23,10 +23,11 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainyard.core.errors import DeterministicError
-from trainyard.data.snapshots import SnapshotRef, TrainingWindow, write_snapshot
+from trainyard.data.snapshots import SnapshotRef, SnapshotWriter, TrainingWindow, store_snapshot
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -286,6 +287,8 @@ def normalise(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataFra
         {
             str(column): _as_type(frame[column], kind, where, column).reset_index(drop=True)
             for column, kind in types.items()
+            # Rows to score may lack the target (check_frame(require_target=False)).
+            if column in frame.columns or column != spec.schema_.target
         }
     )
 
@@ -299,7 +302,9 @@ _UNDECLARED: dict[str, ColumnType] = {
 }
 
 
-def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+def check_frame(
+    spec: PipelineSpec, frame: pd.DataFrame, where: str, require_target: bool = True
+) -> pd.DataFrame:
     """Check one piece of raw data against the spec's schema before it is merged with others.
 
     Any source kind can call it on what it read (a Parquet partition file today; a CSV file or a
@@ -310,6 +315,8 @@ def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataF
         spec: The schema and the task.
         frame: The rows as read.
         where: What the rows are, for messages (e.g. ``partition 2026-06-01 file s3://...``).
+        require_target: False for rows to score, whose target may be absent (when present, it
+            is still checked against the task).
 
     Returns:
         The frame, with numeric columns that arrived as text parsed into numbers and a timestamp
@@ -323,7 +330,8 @@ def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataF
     from trainyard.training.modeling import target_problem
 
     schema = spec.schema_
-    declared = [*schema.features, schema.target]
+    has_target = require_target or schema.target in frame.columns
+    declared = [*schema.features, *([schema.target] if has_target else [])]
     declared += [c for c in (schema.id_column, schema.timestamp_column) if c]
     missing = [c for c in declared if c not in frame.columns]
     if missing:
@@ -332,7 +340,7 @@ def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataF
         raise RawDataError(f"{where}: lacks declared column(s) {missing}; it has {shown}")
     for column in schema.numeric_features:
         frame = _parsed(frame, column, where, "numeric feature", _NUMBERS)
-    if spec.model.task == "regression":
+    if spec.model.task == "regression" and has_target:
         frame = _parsed(frame, schema.target, where, "target", _NUMBERS)
     if schema.timestamp_column:
         frame = _parsed(frame, schema.timestamp_column, where, "timestamp", _DATES)
@@ -342,7 +350,7 @@ def check_frame(spec: PipelineSpec, frame: pd.DataFrame, where: str) -> pd.DataF
                 f"{where}: categorical feature {column!r} mixes kinds of values, e.g. "
                 f"{frame[column].dropna().drop_duplicates().head(3).tolist()}"
             )
-    problem = target_problem(spec, frame[schema.target])
+    problem = target_problem(spec, frame[schema.target]) if has_target else None
     if problem:
         raise RawDataError(f"{where}: {problem}")
     return frame
@@ -433,29 +441,29 @@ def _check_kinds(
 
 
 class _Merger:
-    """Checks and normalises each piece of raw data, and keeps what it will merge."""
+    """Checks and normalises each piece of raw data and streams it into the snapshot file.
 
-    def __init__(self, spec: PipelineSpec) -> None:
+    ``require_target=False`` takes rows to score: the target may be absent.
+    """
+
+    def __init__(
+        self, spec: PipelineSpec, writer: SnapshotWriter, require_target: bool = True
+    ) -> None:
         self.spec = spec
+        self.writer = writer
+        self.require_target = require_target
         self.kinds: dict[str, tuple[str, str]] = {}
-        self.frames: list[pd.DataFrame] = []
 
     def add(self, frame: pd.DataFrame, where: str) -> int:
-        """Check, normalise and keep one piece; returns its number of rows."""
-        frame = check_frame(self.spec, frame, where)
+        """Check, normalise and write one piece; returns its number of rows."""
+        frame = check_frame(self.spec, frame, where, self.require_target)
         if frame.empty:
             return 0
         schema = self.spec.schema_
-        _check_kinds(self.kinds, frame, [*schema.features, schema.target], where)
-        self.frames.append(normalise(self.spec, frame, where))
+        present = [c for c in (*schema.features, schema.target) if c in frame.columns]
+        _check_kinds(self.kinds, frame, present, where)
+        self.writer.add(normalise(self.spec, frame, where), where)
         return len(frame)
-
-    def merged(self) -> pd.DataFrame:
-        import pandas as pd
-
-        if not self.frames:
-            return pd.DataFrame({c: [] for c in self.spec.schema_.columns})
-        return pd.concat(self.frames, ignore_index=True)
 
 
 def _partition_files(
@@ -481,12 +489,12 @@ def _unit_label(moment: datetime, hourly: bool) -> str:
 
 
 def read_partitions(
-    spec: PipelineSpec, settings: Settings, window: TrainingWindow
-) -> tuple[pd.DataFrame, int]:
+    spec: PipelineSpec, settings: Settings, window: TrainingWindow, merger: _Merger
+) -> int:
     """Read a partitioned source's window, checking each file (or chunk) before merging.
 
     Returns:
-        The concatenated rows (oldest partition first) and the number of files read.
+        The number of files read (their rows went to ``merger``, oldest partition first).
 
     Raises:
         MissingPartitionsError: Listing every day (or hour) without a file.
@@ -504,7 +512,6 @@ def read_partitions(
     missing = [_unit_label(unit, layout.hourly) for unit, keys in files.items() if not keys]
     if missing:
         raise MissingPartitionsError(f"s3://{bucket}/{source.prefix}/", missing)
-    merger = _Merger(spec)
     read = 0
     for unit, keys in files.items():
         label = _unit_label(unit, layout.hourly)
@@ -530,14 +537,14 @@ def read_partitions(
         if not rows:
             folder = f"s3://{bucket}/{source.prefix}/{layout.folder(unit)}"
             raise RawDataError(f"partition {label} ({folder}) holds no rows")
-    return merger.merged(), read
+    return read
 
 
-def read_static_files(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFrame, int]:
+def read_static_files(spec: PipelineSpec, settings: Settings, merger: _Merger) -> int:
     """Read every file of a static source: the one file its prefix names, or all under it.
 
     Returns:
-        The rows (files in key order) and the number of files read.
+        The number of files read (their rows went to ``merger``, in key order).
 
     Raises:
         RawDataError: No file is there, or one cannot be read or does not fit the schema.
@@ -552,21 +559,20 @@ def read_static_files(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFr
     if not keys:
         what = "file" if single else f"{source.format} file under"
         raise RawDataError(f"no {what} s3://{bucket}/{source.prefix} (static source)")
-    merger = _Merger(spec)
     for key in keys:
         uri = f"s3://{bucket}/{key}"
         where = f"file {uri}"
         body = storage.get_bytes(settings, uri)
         for piece in _file_pieces(spec, source, body, uri, where):
             merger.add(piece, where)
-    return merger.merged(), len(keys)
+    return len(keys)
 
 
-def read_sql(spec: PipelineSpec, window: TrainingWindow) -> tuple[pd.DataFrame, int]:
+def read_sql(spec: PipelineSpec, window: TrainingWindow, merger: _Merger) -> int:
     """Read a SQL source's rows for the window, checking and normalising chunk by chunk.
 
     Returns:
-        The rows and 1 (one query).
+        1 (one query); the rows went to ``merger``.
 
     Raises:
         trainyard.data.sql.SqlSourceError: The connection is not configured, or the database
@@ -576,13 +582,12 @@ def read_sql(spec: PipelineSpec, window: TrainingWindow) -> tuple[pd.DataFrame, 
     """
     from trainyard.data import sql
 
-    merger = _Merger(spec)
     first = 1
     for chunk in sql.read_chunks(spec.source, window):
         where = f"{sql.describe(spec.source)} rows {first}-{first + len(chunk) - 1}"
         merger.add(chunk, where)
         first += len(chunk)
-    return merger.merged(), 1
+    return 1
 
 
 def read_sklearn_dataset(name: str) -> pd.DataFrame:
@@ -601,32 +606,41 @@ def raw_bucket(spec: PipelineSpec, settings: Settings) -> str:
 
 
 def read_window(
-    spec: PipelineSpec, settings: Settings, window: TrainingWindow
-) -> tuple[pd.DataFrame, int]:
-    """Read the raw data a window covers, from whichever source the spec names.
+    spec: PipelineSpec,
+    settings: Settings,
+    window: TrainingWindow,
+    writer: SnapshotWriter,
+    require_target: bool = True,
+) -> int:
+    """Read the raw data a window covers, from whichever source the spec names, into ``writer``.
+
+    ``require_target=False`` reads rows to score: the target may be absent.
 
     Returns:
-        The checked, normalised rows and the number of source files (1 for a bundled dataset).
+        The number of source files (1 for a query or a bundled dataset).
     """
     source = spec.source
+    merger = _Merger(spec, writer, require_target)
     if source.kind == "sql":
-        return read_sql(spec, window)
+        return read_sql(spec, window, merger)
     if source.kind == "sklearn_dataset":
-        merger = _Merger(spec)
         merger.add(read_sklearn_dataset(source.dataset), f"scikit-learn dataset {source.dataset!r}")
-        return merger.merged(), 1
+        return 1
     if source.layout is None:
-        return read_static_files(spec, settings)
-    return read_partitions(spec, settings, window)
+        return read_static_files(spec, settings, merger)
+    return read_partitions(spec, settings, window, merger)
 
 
-def ingest(spec: PipelineSpec, settings: Settings, window: TrainingWindow) -> SnapshotRef:
+def ingest(
+    spec: PipelineSpec, settings: Settings, window: TrainingWindow, require_target: bool = True
+) -> SnapshotRef:
     """Read the window's raw data and write its snapshot.
 
     Args:
         spec: The pipeline.
         settings: Buckets and endpoint.
         window: Which days to read.
+        require_target: False for rows to score (batch scoring): the target may be absent.
 
     Returns:
         Reference to the (possibly pre-existing) snapshot.
@@ -636,7 +650,11 @@ def ingest(spec: PipelineSpec, settings: Settings, window: TrainingWindow) -> Sn
         RawDataError: A partition file is unreadable or does not fit the spec's schema.
         EmptyWindowError: The window holds no rows.
     """
-    frame, sources = read_window(spec, settings, window)
-    if frame.empty:
-        raise EmptyWindowError(f"window {window.label()} of {spec.name!r} holds no rows")
-    return write_snapshot(settings, spec.name, frame, window, sources)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="trainyard-snapshot-") as directory:
+        writer = SnapshotWriter(Path(directory))
+        sources = read_window(spec, settings, window, writer, require_target)
+        if not writer.rows:
+            raise EmptyWindowError(f"window {window.label()} of {spec.name!r} holds no rows")
+        return store_snapshot(settings, spec.name, writer, window, sources)

@@ -263,6 +263,37 @@ def load_checked_suite(settings: Settings, suite: str) -> tuple[dict[str, Any], 
     return document, sha
 
 
+def _names_column(value: Any, column: str) -> bool:
+    if isinstance(value, list | tuple):
+        return column in value
+    return value == column
+
+
+def suite_without_column(document: dict[str, Any], column: str) -> dict[str, Any]:
+    """The suite minus what it expects of one column (pure): for batches that lack it.
+
+    Scoring batches may arrive without the target. ``expect_table_columns_to_match_set`` keeps
+    its other columns; any other expectation naming the column (``column``, ``column_A``,
+    ``column_list``, ...) is dropped.
+
+    Args:
+        document: A suite as read by :func:`load_suite_json`.
+        column: The column to forget.
+
+    Returns:
+        A new document; the name says what was removed.
+    """
+    kept = []
+    for expectation in document["expectations"]:
+        kwargs = expectation.get("kwargs", {})
+        if expectation.get("type") == "expect_table_columns_to_match_set":
+            columns = [c for c in kwargs.get("column_set", []) if c != column]
+            kept.append({**expectation, "kwargs": {**kwargs, "column_set": columns}})
+        elif not any(_names_column(value, column) for value in kwargs.values()):
+            kept.append(expectation)
+    return {**document, "name": f"{document['name']}-without-{column}", "expectations": kept}
+
+
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -356,7 +387,11 @@ def result_prefix(settings: Settings, pipeline: str, snapshot_sha: str, suite_sh
 
 
 def validate_snapshot(
-    spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef, frame: pd.DataFrame | None = None
+    spec: PipelineSpec,
+    settings: Settings,
+    snapshot: SnapshotRef,
+    frame: pd.DataFrame | None = None,
+    without_target: bool = False,
 ) -> ValidationReport:
     """Validate a snapshot with the pipeline's suite; store result JSON and Data Docs on S3.
 
@@ -368,6 +403,8 @@ def validate_snapshot(
         settings: Buckets, endpoint, expectations directory.
         snapshot: The snapshot to check.
         frame: The snapshot's rows if already in memory (otherwise read from S3).
+        without_target: Check rows to score: the suite minus its expectations on the target
+            (:func:`suite_without_column`); its results are stored under their own suite hash.
 
     Returns:
         The report; ``success`` is False when any critical expectation failed.
@@ -379,6 +416,9 @@ def validate_snapshot(
     from trainyard.data.snapshots import load_snapshot
 
     document, suite_sha = load_checked_suite(settings, spec.validation.suite)
+    if without_target:
+        document = suite_without_column(document, spec.schema_.target)
+        suite_sha = hashlib.sha256(f"{suite_sha}:{document['name']}".encode()).hexdigest()
     prefix = result_prefix(settings, spec.name, snapshot.sha256, suite_sha)
     report_uri = f"{prefix}/report.json"
     if storage.exists(settings, report_uri):
@@ -400,7 +440,7 @@ def validate_snapshot(
     )
     report = ValidationReport(
         success=not failures,
-        suite=spec.validation.suite,
+        suite=document["name"],
         suite_sha256=suite_sha,
         snapshot_sha256=snapshot.sha256,
         evaluated=len(result.get("results", [])),
@@ -414,8 +454,12 @@ def validate_snapshot(
     return report
 
 
-def validate(spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef) -> ValidationReport:
+def validate(
+    spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef, without_target: bool = False
+) -> ValidationReport:
     """The validate step: check a snapshot with the spec's suite and stop on a failure.
+
+    ``without_target`` checks rows to score (see :func:`validate_snapshot`).
 
     Returns:
         The successful report (warnings logged).
@@ -423,7 +467,7 @@ def validate(spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef) -> V
     Raises:
         ValidationFailed: A critical expectation failed; the message lists each one.
     """
-    report = validate_snapshot(spec, settings, snapshot)
+    report = validate_snapshot(spec, settings, snapshot, without_target=without_target)
     log.info("validation result: %s", report.result_uri)
     log.info("data docs: %s", report.data_docs_uri)
     return check_validation(report)

@@ -132,35 +132,48 @@ def build_drift_dag(spec: PipelineSpec) -> DAG:
         def decide(summary: dict, **context: Any) -> dict:
             return tasks.decide(spec, summary, context)
 
-        @task.short_circuit(task_id="retrain_requested", ignore_downstream_trigger_rules=True)
-        def retrain_requested(decision: dict) -> bool:
-            return tasks.retrain_requested(decision)
-
-        trigger_retrain = TriggerDagRunOperator(
-            task_id="trigger_retrain",
-            trigger_dag_id=spec.training_dag_id,
-            trigger_run_id="{{ " + _DECISION + "['training_run_id'] }}",
-            conf="{{ " + _DECISION + "['conf'] | tojson }}",
-            logical_date=None,
-            # The run id is fixed per cooldown slot: if it exists, another drift run (or a retry
-            # of this one) already asked for this retrain.
-            skip_when_already_exists=True,
-            wait_for_completion=False,
-        )
-
-        @task(task_id="record_retrain")
-        def record_retrain(decision: dict) -> dict:
-            return tasks.record(spec, decision)
-
         ref = reference()
         snapshot = current()
         ref >> snapshot  # no champion: nothing else runs
         validation = validate(snapshot)
         summary = check_drift(ref, snapshot)
         validation >> summary
-        decision = decide(summary)
-        retrain_requested(decision) >> trigger_retrain >> record_retrain(decision)
+        retrain_on(spec, decide(summary))
     return dag
+
+
+def retrain_on(spec: PipelineSpec, decision: Any) -> None:
+    """``retrain_requested → trigger_retrain → record_retrain`` after a monitor's ``decide``.
+
+    Shared by the drift and the performance monitors (one of each thing): the decision comes
+    from :func:`trainyard.drift.tasks.decide`, so both obey the same storm protection.
+
+    Args:
+        spec: The pipeline (its training DAG).
+        decision: The ``decide`` task's output (an XComArg).
+    """
+
+    @task.short_circuit(task_id="retrain_requested", ignore_downstream_trigger_rules=True)
+    def retrain_requested(decision: dict) -> bool:
+        return tasks.retrain_requested(decision)
+
+    trigger_retrain = TriggerDagRunOperator(
+        task_id="trigger_retrain",
+        trigger_dag_id=spec.training_dag_id,
+        trigger_run_id="{{ " + _DECISION + "['training_run_id'] }}",
+        conf="{{ " + _DECISION + "['conf'] | tojson }}",
+        logical_date=None,
+        # The run id is fixed per cooldown slot: if it exists, another monitor run (drift or
+        # performance, or a retry of this one) already asked for this retrain.
+        skip_when_already_exists=True,
+        wait_for_completion=False,
+    )
+
+    @task(task_id="record_retrain")
+    def record_retrain(decision: dict, **context: Any) -> dict:
+        return tasks.record(spec, decision, context)
+
+    retrain_requested(decision) >> trigger_retrain >> record_retrain(decision)
 
 
 def build_drift_dags(settings: Settings | None = None) -> list[DAG]:

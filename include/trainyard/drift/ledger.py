@@ -1,9 +1,13 @@
-"""Where the drift monitor keeps things on S3: check outputs, decisions, the retrain ledger.
+"""Where the monitors keep things on S3: check outputs, decisions, the retrain ledger.
 
 s3://<artifacts>/drift/<pipeline>/ref-<sha16>/cur-<sha16>/cfg-<sha12>/  (one per check)
 s3://<artifacts>/drift/<pipeline>/runs/<drift run id>/decision.json
+s3://<artifacts>/performance/<pipeline>/runs/<performance run id>/decision.json
 s3://<artifacts>/drift/<pipeline>/retrains/<training run id>.json   (one per retrain, kept)
 s3://<artifacts>/drift/<pipeline>/retrains/latest.json              (the newest of them)
+
+The retrain ledger is one per pipeline for both monitors (drift and performance): it holds the
+cooldown they share.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from trainyard.drift.policy import RetrainDecision, RetrainRecord
+from trainyard.drift.policy import RetrainDecision, RetrainRecord, Signal
 
 if TYPE_CHECKING:
     from trainyard.core.settings import Settings
@@ -36,13 +40,16 @@ def ledger_uri(settings: Settings, pipeline: str) -> str:
     return f"{_drift_root(settings, pipeline)}/retrains/latest.json"
 
 
-def decision_uri(settings: Settings, pipeline: str, drift_run_id: str) -> str:
-    """Where one drift run's decision is recorded."""
-    return f"{_drift_root(settings, pipeline)}/runs/{drift_run_id}/decision.json"
+def decision_uri(
+    settings: Settings, pipeline: str, drift_run_id: str, signal: Signal = "drift"
+) -> str:
+    """Where one monitor run's decision is recorded (drift or performance monitor)."""
+    root = "drift" if signal == "drift" else "performance"
+    return f"s3://{settings.artifacts_bucket}/{root}/{pipeline}/runs/{drift_run_id}/decision.json"
 
 
 def last_retrain(settings: Settings, pipeline: str) -> RetrainRecord | None:
-    """The last drift-triggered retrain, or None if there was none."""
+    """The last monitor-triggered retrain (drift or decay), or None if there was none."""
     from trainyard.core import storage
 
     uri = ledger_uri(settings, pipeline)
@@ -73,14 +80,14 @@ def record_retrain(settings: Settings, pipeline: str, record: RetrainRecord) -> 
 
 
 def write_decision(settings: Settings, decision: RetrainDecision) -> str:
-    """Store a drift run's decision under its run id.
+    """Store a monitor run's decision under its run id.
 
     Returns:
         Its URI.
     """
     from trainyard.core import storage
 
-    uri = decision_uri(settings, decision.pipeline, decision.drift_run_id)
+    uri = decision_uri(settings, decision.pipeline, decision.drift_run_id, decision.signal)
     body = json.dumps(decision.model_dump(mode="json"), indent=1).encode()
     storage.put_bytes(settings, uri, body, "application/json")
     return uri

@@ -1,10 +1,14 @@
-"""When a drift verdict may start a retrain: storm protection.
+"""When a monitor's verdict may start a retrain: storm protection.
+
+Two monitors ask for retrains: the drift monitor (verdict ``drift``) and the performance monitor
+(verdict ``decay``). They share these rules, the cooldown (``drift.cooldown_hours``) and one
+ledger, so a drift verdict and a decay verdict in the same slot give one retrain.
 
 Rules, in order:
 
-1. No dataset drift (or insufficient data) → no retrain.
-2. Inside the cooldown (``drift.cooldown_hours`` after the last drift-triggered retrain of the
-   pipeline) → "retrain suppressed: cooldown until …", unless the run is forced.
+1. No drift / no decay (or insufficient data, labels or predictions) → no retrain.
+2. Inside the cooldown (``drift.cooldown_hours`` after the last monitor-triggered retrain of the
+   pipeline, whichever monitor asked) → "retrain suppressed: cooldown until …", unless forced.
 3. A training run of the pipeline is queued or running → suppressed (also when forced: a second
    run would only queue behind it, on data it may already cover).
 4. Otherwise → retrain, with a training run id that is the same for every drift run in the same
@@ -34,15 +38,30 @@ Action = Literal[
     "suppressed_active",
     "no_champion",
     "data_quality_failure",
+    "no_decay",
+    "insufficient_labels",
+    "no_predictions",
 ]
+#: Which monitor reached a verdict: the drift monitor or the performance monitor.
+Signal = Literal["drift", "decay"]
+#: Verdicts that never retrain, recorded as the decision's action.
+_QUIET = frozenset(
+    {"no_drift", "insufficient_data", "no_decay", "insufficient_labels", "no_predictions"}
+)
+#: Prefix of every monitor-triggered training run (both monitors share the slots).
 RUN_ID_PREFIX = "drift__"
 
 
 class RetrainRecord(BaseModel):
-    """A drift-triggered retrain: when, by which drift run, which training run, why."""
+    """A monitor-triggered retrain: when, by which monitor run, which training run, why.
+
+    ``drift_dag_id`` / ``drift_run_id`` name the monitor that asked (the drift monitor or, with
+    ``signal`` decay, the performance monitor).
+    """
 
     model_config = ConfigDict(frozen=True)
 
+    signal: Signal = "drift"
     training_dag_id: str
     training_run_id: str
     requested_at: datetime
@@ -54,10 +73,11 @@ class RetrainRecord(BaseModel):
 
 
 class RetrainDecision(BaseModel):
-    """What a drift run decided, and why (stored per drift run, and returned as XCom)."""
+    """What a monitor run decided, and why (stored per run, and returned as XCom)."""
 
     model_config = ConfigDict(frozen=True)
 
+    signal: Signal = "drift"
     pipeline: str
     action: Action
     retrain: bool
@@ -149,23 +169,29 @@ def decide(
     drift_run_id: str,
     training_dag_id: str,
     force: bool = False,
+    signal: Signal = "drift",
+    conf: dict[str, Any] | None = None,
 ) -> RetrainDecision:
-    """Apply the storm-protection rules to one drift verdict.
+    """Apply the storm-protection rules to one monitor verdict.
 
     Args:
-        summary: The check's XCom summary (``DriftSummary.reference_for_xcom()``).
+        summary: The check's XCom summary (``pipeline``, ``verdict``, ``message``,
+            ``summary_uri``, ``report_uri``; for drift ``DriftSummary.reference_for_xcom()``).
         now: When the verdict was reached (the drift run's ``run_after``: stable across retries).
         cooldown_hours: The spec's cooldown.
-        last_retrain: The last drift-triggered retrain of this pipeline, if any.
+        last_retrain: The last monitor-triggered retrain of this pipeline (drift or decay), if any.
         active_training_runs: Queued or running runs of the training DAG.
         drift_run_id: This drift run.
         training_dag_id: The DAG to trigger.
         force: Skip the cooldown (not the active-run rule).
+        signal: Which monitor: its verdict of that name retrains.
+        conf: The training run's conf (default: :func:`retrain_conf` of a drift summary).
 
     Returns:
         The decision; ``retrain`` is True only for action ``retrain``.
     """
     base = {
+        "signal": signal,
         "pipeline": summary["pipeline"],
         "decided_at": now,
         "drift_run_id": drift_run_id,
@@ -176,20 +202,27 @@ def decide(
         "report_uri": summary.get("report_uri"),
     }
     verdict = summary["verdict"]
-    if verdict != "drift":
-        action = "insufficient_data" if verdict == "insufficient_data" else "no_drift"
+    if verdict != signal:
+        action = verdict if verdict in _QUIET else f"no_{signal}"
         return RetrainDecision(
             action=action, retrain=False, message=f"{summary['message']}: no retrain", **base
         )
-    if last_retrain is not None and last_retrain.drift_run_id == drift_run_id:
+    if conf is None:
+        conf = retrain_conf(summary)
+    if (
+        last_retrain is not None
+        and last_retrain.drift_run_id == drift_run_id
+        and last_retrain.signal == signal
+    ):
         # A retry of the run that already asked for this retrain: ask again (Airflow will find
         # the run exists), never suppress our own request.
         return RetrainDecision(
             action="retrain",
             retrain=True,
-            message=f"drift: retrain {last_retrain.training_run_id} already requested by this run",
+            message=f"{signal}: retrain {last_retrain.training_run_id} already requested by this "
+            "run",
             training_run_id=last_retrain.training_run_id,
-            conf=retrain_conf(summary),
+            conf=conf,
             **base,
         )
     cooldown_until, in_cooldown = None, False
@@ -201,8 +234,8 @@ def decide(
                 action="suppressed_cooldown",
                 retrain=False,
                 message=(
-                    f"drift detected, retrain suppressed: cooldown until "
-                    f"{cooldown_until.isoformat()} (last drift-triggered retrain "
+                    f"{signal} detected, retrain suppressed: cooldown until "
+                    f"{cooldown_until.isoformat()} (last monitor-triggered retrain "
                     f"{last_retrain.training_run_id} at {last_retrain.requested_at.isoformat()})"
                 ),
                 cooldown_until=cooldown_until,
@@ -213,7 +246,7 @@ def decide(
             action="suppressed_active",
             retrain=False,
             message=(
-                f"drift detected, retrain suppressed: {active_training_runs} run(s) of "
+                f"{signal} detected, retrain suppressed: {active_training_runs} run(s) of "
                 f"{training_dag_id} already queued or running"
             ),
             cooldown_until=cooldown_until if in_cooldown else None,
@@ -224,11 +257,11 @@ def decide(
         action="retrain",
         retrain=True,
         message=(
-            f"drift detected: triggering {training_dag_id} run {run_id}"
+            f"{signal} detected: triggering {training_dag_id} run {run_id}"
             + (" (forced past the cooldown)" if force and in_cooldown else "")
         ),
         training_run_id=run_id,
-        conf=retrain_conf(summary),
+        conf=conf,
         cooldown_until=cooldown_until if in_cooldown else None,
         **base,
     )
@@ -239,11 +272,12 @@ def record_from(decision: RetrainDecision, drift_dag_id: str) -> RetrainRecord:
 
     Args:
         decision: A decision to retrain.
-        drift_dag_id: The drift DAG that made it (the spec's ``drift_dag_id``).
+        drift_dag_id: The monitor DAG that made it (the spec's drift or performance DAG id).
     """
     if not decision.retrain or decision.training_run_id is None or decision.conf is None:
         raise ValueError("only a decision to retrain can be recorded as a retrain")
     return RetrainRecord(
+        signal=decision.signal,
         training_dag_id=decision.training_dag_id,
         training_run_id=decision.training_run_id,
         requested_at=decision.decided_at,

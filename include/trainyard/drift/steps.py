@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from trainyard.core.errors import DeterministicError, NothingToDoError
+from trainyard.core.errors import DeterministicError
+from trainyard.core.tracking import NoChampionError
 from trainyard.drift.evidently import ColumnDrift, Verdict
 
 if TYPE_CHECKING:
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
     from trainyard.data.snapshots import SnapshotRef, TrainingWindow
 
 log = logging.getLogger(__name__)
-
-
-class NoChampionError(NothingToDoError):
-    """The pipeline has no champion yet, so there is no reference to compare against."""
 
 
 class ReferenceUnavailableError(DeterministicError):
@@ -480,38 +477,29 @@ def log_check(
     import mlflow
 
     from trainyard.core import storage
-    from trainyard.core.tracking import find_finished_run
+    from trainyard.core.tracking import log_monitoring_run
 
-    experiment = mlflow.set_experiment(spec.monitoring_experiment)
-    existing = find_finished_run(
-        experiment.experiment_id, {**context.identity(), "summary_uri": summary.summary_uri}
-    )
-    if existing is not None:
-        return existing.info.run_id
-    tags = monitoring_tags(spec, summary, context)
-    with mlflow.start_run(run_name=f"{context.dag_id}/{context.run_id}", tags=tags) as run:
-        mlflow.log_params(
-            {
-                "drift_share_threshold": summary.drift_share_threshold,
-                "min_rows": summary.min_rows,
-                "sample_size": spec.drift.sample_size,
-                "columns": ",".join(summary.settings["preset"]["columns"]),
-            }
-        )
-        mlflow.log_metrics(monitoring_metrics(summary))
+    def artifacts() -> None:
         mlflow.log_dict(summary.model_dump(mode="json"), "drift/summary.json")
         if summary.report_uri:
             with tempfile.TemporaryDirectory(prefix="trainyard-drift-") as workdir:
                 html = Path(workdir) / "report.html"
                 html.write_bytes(storage.get_bytes(settings, summary.report_uri))
                 mlflow.log_artifact(str(html), "drift")
-    return run.info.run_id
 
-
-def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """Browser URL of an MLflow run (artifacts tab)."""
-    base = tracking_uri.rstrip("/")
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}/artifacts"
+    return log_monitoring_run(
+        spec.monitoring_experiment,
+        f"{context.dag_id}/{context.run_id}",
+        monitoring_tags(spec, summary, context),
+        {
+            "drift_share_threshold": summary.drift_share_threshold,
+            "min_rows": summary.min_rows,
+            "sample_size": spec.drift.sample_size,
+            "columns": ",".join(summary.settings["preset"]["columns"]),
+        },
+        monitoring_metrics(summary),
+        artifacts,
+    )
 
 
 # ---- the whole check in one process (the CLI) ------------------------------------------------

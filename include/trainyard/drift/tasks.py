@@ -23,6 +23,7 @@ from trainyard.ui.links import LinkKind
 
 if TYPE_CHECKING:
     from trainyard.core.spec import PipelineSpec
+    from trainyard.drift.policy import Signal
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,20 @@ log = logging.getLogger(__name__)
 ACTIVE_STATES = ["queued", "running"]
 
 
-def _record_outcome(spec: PipelineSpec, context: dict[str, Any], action: str, message: str) -> str:
-    """Store the decision of a run that ended before a verdict (no champion, bad data)."""
+def record_outcome(
+    spec: PipelineSpec,
+    context: dict[str, Any],
+    action: str,
+    message: str,
+    signal: Signal = "drift",
+) -> str:
+    """Store the decision of a monitor run that ended before a verdict (no champion, bad data)."""
     from trainyard.drift.ledger import write_decision
     from trainyard.drift.policy import RetrainDecision
 
     dag_run = context["dag_run"]
     decision = RetrainDecision(
+        signal=signal,
         pipeline=spec.name,
         action=action,
         retrain=False,
@@ -50,13 +58,14 @@ def _record_outcome(spec: PipelineSpec, context: dict[str, Any], action: str, me
 
 def reference(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
     """The champion's training snapshot; without a champion the run ends here, skipped."""
-    from trainyard.drift.steps import NoChampionError, champion_reference
+    from trainyard.core.tracking import NoChampionError
+    from trainyard.drift.steps import champion_reference
 
     with airflow_failures(spec, "the drift check"):
         try:
             ref = champion_reference(spec)
         except NoChampionError as error:
-            uri = _record_outcome(spec, context, "no_champion", str(error))
+            uri = record_outcome(spec, context, "no_champion", str(error))
             log.warning("%s (recorded in %s)", error, uri)
             raise
     log.info(
@@ -109,7 +118,7 @@ def validate(spec: PipelineSpec, snapshot: dict[str, Any], context: dict[str, An
                 "DATA-QUALITY FAILURE of the current batch, not a drift verdict: no drift check, "
                 f"no retrain.\n{error}"
             )
-            _record_outcome(spec, context, "data_quality_failure", message)
+            record_outcome(spec, context, "data_quality_failure", message)
             raise DeterministicError(message) from error
     record_links({LinkKind.DATA_DOCS: report.data_docs_uri})
     return {
@@ -144,8 +153,24 @@ def check(
     return {**summary.reference_for_xcom(), "mlflow_run_id": mlflow_run_id}
 
 
-def decide(spec: PipelineSpec, summary: dict[str, Any], context: dict[str, Any]) -> dict:
-    """Apply storm protection: cooldown, no retrain while training is queued or running."""
+def decide(
+    spec: PipelineSpec,
+    summary: dict[str, Any],
+    context: dict[str, Any],
+    signal: Signal = "drift",
+    conf: dict[str, Any] | None = None,
+) -> dict:
+    """Apply storm protection: cooldown, no retrain while training is queued or running.
+
+    Both monitors decide here, on the one retrain ledger of the pipeline.
+
+    Args:
+        spec: The pipeline (its training DAG and cooldown).
+        summary: The verdict's XCom summary.
+        context: The Airflow context.
+        signal: Which monitor: ``drift`` or ``decay`` (the performance monitor).
+        conf: The training run's conf (default: the drift summary's).
+    """
     from trainyard.drift import ledger, policy
 
     settings = Settings.from_env()
@@ -162,6 +187,8 @@ def decide(spec: PipelineSpec, summary: dict[str, Any], context: dict[str, Any])
             drift_run_id=dag_run.run_id,
             training_dag_id=spec.training_dag_id,
             force=bool(context["params"].get("force")),
+            signal=signal,
+            conf=conf,
         )
         uri = ledger.write_decision(settings, decision)
         _tag_mlflow_run(summary.get("mlflow_run_id"), decision.action, decision.message)
@@ -188,12 +215,12 @@ def retrain_requested(decision: dict[str, Any]) -> bool:
     return bool(decision.get("retrain"))
 
 
-def record(spec: PipelineSpec, decision: dict[str, Any]) -> dict[str, Any]:
-    """After the trigger: record the retrain, which starts the cooldown."""
+def record(spec: PipelineSpec, decision: dict[str, Any], context: dict[str, Any]) -> dict:
+    """After the trigger: record the retrain, which starts the cooldown (of both monitors)."""
     from trainyard.drift.ledger import record_retrain
     from trainyard.drift.policy import RetrainDecision, record_from
 
-    entry = record_from(RetrainDecision.model_validate(decision), spec.drift_dag_id)
+    entry = record_from(RetrainDecision.model_validate(decision), context["dag_run"].dag_id)
     with airflow_failures(spec):
         uri = record_retrain(Settings.from_env(), spec.name, entry)
     log.info(

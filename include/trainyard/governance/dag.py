@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param, task
 
 from trainyard.airflow.common import dag_arguments
@@ -17,6 +18,28 @@ from trainyard.governance import tasks
 
 if TYPE_CHECKING:
     from trainyard.core.spec import PipelineSpec
+
+
+class AnswerRecordingApproval(ApprovalOperator):
+    """Airflow's ApprovalOperator that also keeps the answer as XCom ``answer``.
+
+    On *Reject* the stock operator skips its downstream tasks by raising, so its return value
+    (who answered, what, with which comment) never reaches XCom; the ``settle`` task needs it to
+    record the rejection.
+    """
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        """Push the answer, then let the ApprovalOperator approve or skip downstream."""
+        if "error" not in event:
+            context["ti"].xcom_push(
+                key="answer",
+                value={
+                    "chosen_options": event["chosen_options"],
+                    "params_input": event.get("params_input") or {},
+                    "responded_by_user": event.get("responded_by_user"),
+                },
+            )
+        return super().execute_complete(context, event)
 
 
 def rollback_doc(spec: PipelineSpec) -> str:

@@ -15,6 +15,8 @@ from airflow.sdk import DAG, Param, TriggerRule, task
 from trainyard.airflow.common import dag_arguments, window_params
 from trainyard.core.settings import Settings
 from trainyard.core.spec import load_all_specs
+from trainyard.governance import tasks as governance_tasks
+from trainyard.governance.dag import AnswerRecordingApproval
 from trainyard.training import tasks
 
 if TYPE_CHECKING:
@@ -68,12 +70,27 @@ alias `champion` (the old champion becomes `previous`).
   ({", ".join(f"`{m}` {b}" for m, b in spec.leak_bounds.items()) or "no bound set"}) is
   rejected as a suspected leak.
 
+- **Promotion:** {_promotion_doc(spec)}
+
 **Manual runs** (Trigger DAG w/ config): `window_end` (YYYY-MM-DD, last day included, not after
 the run day), `window_days`, `reason` (recorded in the model version's lineage),
-`replace_incompatible_champion`.
+`replace_incompatible_champion`, `allow_older_window` (a rerun or backfill of a window older than
+the champion's is refused unless set).
 Runs triggered by the drift monitor also carry `drift_report_uri` (a lineage tag),
 `drifted_columns` and `drift_share`.
 """
+
+
+def _promotion_doc(spec: PipelineSpec) -> str:
+    promotion = spec.promotion
+    if promotion.mode == "auto":
+        return "automatic: a version that passes the gate becomes `champion`."
+    return (
+        "by approval: a version that passes the gate becomes `challenger`, and `approval` waits "
+        f"for a person (Browse → Required Actions) up to {promotion.timeout}, then "
+        f"{promotion.on_timeout}s. Approve → `champion`; reject → the champion stays. Every "
+        "answer is kept in the audit trail (`trainyard history`)."
+    )
 
 
 def build_training_dag(spec: PipelineSpec, training_queue: str | None = None) -> DAG:
@@ -109,6 +126,13 @@ def build_training_dag(spec: PipelineSpec, training_queue: str | None = None) ->
                 description="Let this run replace a champion that cannot be scored on its "
                 "holdout (other columns, classes or task); recorded in the new version's "
                 "lineage. Off: such a champion fails the gate.",
+            ),
+            "allow_older_window": Param(
+                False,
+                type="boolean",
+                description="Let this run replace a champion trained on a newer window (a rerun "
+                "or backfill of older data); recorded in the new version's lineage. Off: such a "
+                "run ends refused_older_window and the champion stays.",
             ),
             "drift_report_uri": Param(
                 "",
@@ -147,9 +171,13 @@ def build_training_dag(spec: PipelineSpec, training_queue: str | None = None) ->
 
         @task(task_id="report", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
         def report_outcome(
-            snapshot: dict, trained: dict, decision: dict, registration: dict | None
+            snapshot: dict,
+            trained: dict,
+            decision: dict,
+            registration: dict | None,
+            approval: dict | None = None,
         ) -> dict:
-            return tasks.report(spec, snapshot, trained, decision, registration)
+            return tasks.report(spec, snapshot, trained, decision, registration, approval)
 
         snapshot = ingest_window()
         validation = validate_snapshot(snapshot)
@@ -158,8 +186,54 @@ def build_training_dag(spec: PipelineSpec, training_queue: str | None = None) ->
         passed = gate(decision)
         registration = register_model(snapshot, validation, trained, decision)
         passed >> registration
-        report_outcome(snapshot, trained, decision, registration)
+        approval = None
+        if spec.promotion.mode == "approval":
+            approval = _approval_steps(spec, registration, decision, trained, validation)
+        report_outcome(snapshot, trained, decision, registration, approval)
     return dag
+
+
+def _approval_steps(spec: PipelineSpec, registration: Any, *upstream: Any) -> Any:
+    """``ask → approval → promote → settle``: a person decides whether the challenger becomes
+    champion (``promotion.mode: approval``).
+
+    ``approval`` is Airflow's ApprovalOperator (Browse → Required Actions); a rejection skips
+    ``promote``, and ``settle`` records it. Returns ``settle``'s output (the verdict).
+    """
+    decision, trained, validation = upstream
+
+    @task.short_circuit(task_id="ask", ignore_downstream_trigger_rules=False)
+    def ask(
+        registration: dict | None, decision: dict, trained: dict, validation: dict, **context: Any
+    ) -> bool:
+        return governance_tasks.ask_for_approval(
+            spec, registration, decision, trained, validation, context
+        )
+
+    approval = AnswerRecordingApproval(
+        task_id="approval",
+        subject="{{ ti.xcom_pull(task_ids='ask', key='subject') }}",
+        body="{{ ti.xcom_pull(task_ids='ask', key='body') }}",
+        defaults="Approve" if spec.promotion.on_timeout == "approve" else "Reject",
+        params={
+            "comment": Param("", type="string", description="Why; kept in the model's audit trail.")
+        },
+        response_timeout=spec.promotion.timeout,
+    )
+
+    @task(task_id="promote")
+    def promote(registration: dict, **context: Any) -> dict:
+        return governance_tasks.promote_approved(spec, registration, context)
+
+    @task(task_id="settle", trigger_rule=TriggerRule.NONE_FAILED)
+    def settle(registration: dict | None, **context: Any) -> dict:
+        return governance_tasks.settle_approval(spec, registration, context)
+
+    promoted = promote(registration)
+    ask(registration, decision, trained, validation) >> approval >> promoted
+    settled = settle(registration)
+    promoted >> settled
+    return settled
 
 
 def build_training_dags(settings: Settings | None = None) -> list[DAG]:

@@ -47,6 +47,15 @@ class GateDecision(BaseModel):
     #: Set when the run asked to replace a champion it could not be compared with, and did:
     #: which version and why it was incompatible.
     replaced_incompatible_champion: str | None = None
+    #: Set when this run's window ends before the champion's (a rerun or backfill of an older
+    #: window): how much older. Such a run is refused unless it asked (``allow_older_window``).
+    older_window: str | None = None
+    allowed_older_window: bool = False
+
+    @property
+    def refused_older_window(self) -> bool:
+        """Whether the gate refused this run because its window is older than the champion's."""
+        return self.older_window is not None and not self.allowed_older_window
 
     def summary(self) -> str:
         """Multi-line explanation for logs and MLflow."""
@@ -62,6 +71,8 @@ class GateDecision(BaseModel):
         tags = {"gate_decision": "passed" if self.passed else "rejected"}
         if self.replaced_incompatible_champion:
             tags["replaced_incompatible_champion"] = self.replaced_incompatible_champion
+        if self.older_window and self.allowed_older_window:
+            tags["allowed_older_window"] = self.older_window
         return tags
 
 
@@ -79,6 +90,8 @@ def decide(
     leak_bounds: Mapping[str, float] | None = None,
     incompatible: str | None = None,
     replace_incompatible: bool = False,
+    older_window: str | None = None,
+    allow_older_window: bool = False,
 ) -> GateDecision:
     """Apply the gate.
 
@@ -86,7 +99,10 @@ def decide(
     suspected leak of the label into a feature), and, when there is a champion, it was scored on
     the same holdout and the challenger is not worse than it by more than
     ``gate.max_regression``. A champion that cannot be scored on this holdout fails the gate
-    (it never falls back to "floors only") unless the run asked to replace it.
+    (it never falls back to "floors only") unless the run asked to replace it. A run whose
+    window ends before the champion's (a rerun or backfill of older data) fails too, unless it
+    asked for that (``allow_older_window``): a backfill must not silently replace the model
+    trained on newer data.
 
     Args:
         gate: Floors, comparison metric and allowed regression.
@@ -97,6 +113,9 @@ def decide(
         leak_bounds: Metric -> implausible value (see ``PipelineSpec.leak_bounds``).
         incompatible: Why the champion could not be scored on this holdout, if it could not.
         replace_incompatible: The run explicitly asked to replace an incompatible champion.
+        older_window: How this run's window is older than the champion's, if it is.
+        allow_older_window: The run explicitly asked to replace a champion trained on a newer
+            window.
 
     Returns:
         The decision with one check per rule.
@@ -140,6 +159,12 @@ def decide(
         checks.append(
             _bound_check(rule, metric, value, bound, value >= bound if greater else value <= bound)
         )
+    if older_window is not None:
+        if allow_older_window:
+            rule = f"{older_window}; replacing it as this run asked (allow_older_window)"
+        else:
+            rule = f"{older_window} (to replace it anyway, run with allow_older_window)"
+        checks.append(GateCheck(rule=rule, passed=allow_older_window))
     return GateDecision(
         passed=all(check.passed for check in checks),
         challenger=challenger,
@@ -148,4 +173,6 @@ def decide(
         checks=checks,
         note=note,
         replaced_incompatible_champion=replaced,
+        older_window=older_window,
+        allowed_older_window=allow_older_window and older_window is not None,
     )

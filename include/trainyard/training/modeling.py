@@ -84,6 +84,17 @@ class Split:
     y_train: pd.Series
     y_test: pd.Series
     dropped_unlabeled: int
+    #: Training rows before ``model.max_training_rows`` sampled them (None: not sampled).
+    train_rows_available: int | None = None
+
+    def sample_note(self, seed: int) -> str | None:
+        """What was sampled, for params and lineage (None when nothing was)."""
+        if self.train_rows_available is None:
+            return None
+        return (
+            f"{len(self.x_train)} of {self.train_rows_available} training rows "
+            f"(model.max_training_rows, seed {seed})"
+        )
 
 
 def prepare_frame(spec: PipelineSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -205,10 +216,14 @@ def holdout_mask(spec: PipelineSpec, frame: pd.DataFrame) -> np.ndarray:
 def split(spec: PipelineSpec, frame: pd.DataFrame) -> Split:
     """The holdout split by :func:`holdout_mask`; the same rows always land on the same side.
 
+    With ``model.max_training_rows``, a larger training side is cut to that many rows by a
+    draw seeded with ``split.seed``; the holdout keeps every row.
+
     Raises:
         TrainingDataError: The target does not fit the task, either side is empty, or a
             classification holdout has one class.
     """
+    import numpy as np
     import pandas as pd
 
     frame, dropped = prepare_frame(spec, frame)
@@ -229,4 +244,12 @@ def split(spec: PipelineSpec, frame: pd.DataFrame) -> Split:
         raise TrainingDataError(
             "the holdout holds a single class; the window is too small to evaluate"
         )
-    return Split(x[~holdout], x[holdout], y[~holdout], y[holdout], dropped)
+    x_train, y_train = x[~holdout], y[~holdout]
+    available = None
+    limit = spec.model.max_training_rows
+    if limit is not None and len(x_train) > limit:
+        available = len(x_train)
+        # Seeded and positional: the same snapshot gives the same sample, in snapshot order.
+        chosen = np.sort(np.random.default_rng(spec.split.seed).choice(available, limit, False))
+        x_train, y_train = x_train.iloc[chosen], y_train.iloc[chosen]
+    return Split(x_train, x[holdout], y_train, y[holdout], dropped, available)

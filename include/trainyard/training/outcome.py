@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,7 +20,8 @@ class Outcome(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     pipeline: str
-    status: Literal["registered", "rejected_by_gate"]
+    #: ``not_approved``: it passed the gate, but a reviewer (or the approval timeout) said no.
+    status: Literal["registered", "rejected_by_gate", "refused_older_window", "not_approved"]
     model_name: str
     version: str | None
     alias: str | None
@@ -32,6 +33,8 @@ class Outcome(BaseModel):
     snapshot_sha256: str
     mlflow_run_id: str
     lineage: dict[str, str]
+    #: How the approval went (``promotion.mode: approval``), else "".
+    approval: str = ""
 
     def describe(self) -> str:
         """Multi-line summary."""
@@ -41,6 +44,8 @@ class Outcome(BaseModel):
             lines.append(f"  model {self.model_name} v{self.version} @{self.alias} ({what})")
         else:
             lines.append(f"  champion unchanged: v{self.champion_version or '-'}")
+        if self.approval:
+            lines.append(f"  approval: {self.approval}")
         lines.append("  metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items()))
         lines += ["  " + line for line in self.gate.splitlines()]
         lines.append(f"  snapshot: {self.snapshot_uri}")
@@ -57,6 +62,7 @@ def outcome(
     decision: GateDecision,
     registration: Registration | None,
     champion_version: str | None,
+    approval: dict[str, Any] | None = None,
 ) -> Outcome:
     """Assemble the outcome of a run that got as far as the gate (pure).
 
@@ -67,13 +73,22 @@ def outcome(
         decision: The gate's verdict.
         registration: The registration, None when the gate rejected the model.
         champion_version: The version holding ``champion`` now.
+        approval: The approval's verdict (``crown``, ``describe``) in approval mode.
 
     Returns:
         The outcome record.
     """
     return Outcome(
         pipeline=spec.name,
-        status="registered" if registration else "rejected_by_gate",
+        status=(
+            "refused_older_window"
+            if registration is None and decision.refused_older_window
+            else "rejected_by_gate"
+            if registration is None
+            else "not_approved"
+            if approval is not None and not approval["crown"]
+            else "registered"
+        ),
         model_name=spec.registered_model_name,
         version=registration.version if registration else None,
         alias=registration.alias if registration else None,
@@ -85,4 +100,5 @@ def outcome(
         snapshot_sha256=snapshot.sha256,
         mlflow_run_id=training.mlflow_run_id,
         lineage=registration.lineage if registration else {},
+        approval=approval["describe"] if approval else "",
     )

@@ -56,7 +56,8 @@ def lineage_tags(
         **context.tags(),
         "spec_sha256": spec_sha,
         "mlflow_run_id": training.mlflow_run_id,
-        "fingerprint": training_fingerprint(snapshot.sha256, spec_sha, context.git_commit),
+        **({"training_sample": training.training_sample} if training.training_sample else {}),
+        "fingerprint": training_fingerprint(snapshot.sha256, spec_sha, context.code_sha256),
         **decision.tags(),
         **{f"metric.{name}": f"{value:.6f}" for name, value in decision.challenger.items()},
     }
@@ -71,7 +72,8 @@ def register(
     decision: GateDecision,
     context: RunContext,
 ) -> Registration:
-    """Register the model that passed the gate, with its lineage, and make it champion.
+    """Register the model that passed the gate, with its lineage; make it champion (or, with
+    ``promotion.mode: approval``, challenger until a person approves it).
 
     Idempotent: a version already registered from the same MLflow run, or holding the same
     training fingerprint (same snapshot, spec and code, hence the same model), is reused instead
@@ -82,7 +84,7 @@ def register(
     retry or a rerun uses to finish an interrupted move).
 
     Returns:
-        The version now holding ``champion``.
+        The version, now holding ``champion`` (or ``challenger``).
 
     Raises:
         ValueError: The decision is a rejection.
@@ -118,13 +120,17 @@ def register(
         gate=lineage.get("gate_decision", ""),
         **{key: value for key, value in lineage.items() if key.startswith("metric.")},
     )
-    event = aliases.move(settings, name, "promote", str(version.version), cause)
-    previous = event.from_version if event is not None else None
+    # In approval mode a passing version waits as challenger; a person makes it champion.
+    action = "submit" if spec.promotion.mode == "approval" else "promote"
+    event = aliases.move(settings, name, action, str(version.version), cause)
+    now = aliases.current_aliases(name)
+    alias = aliases.CHALLENGER if now.get(aliases.CHALLENGER) == str(version.version) else CHAMPION
+    previous = event.from_version if event is not None and action == "promote" else None
     client.set_tag(training.mlflow_run_id, "registered_version", str(version.version))
     return Registration(
         model_name=name,
         version=str(version.version),
-        alias=CHAMPION,
+        alias=alias,
         created=created,
         previous_version=previous,
         lineage=dict(client.get_model_version(name, version.version).tags),

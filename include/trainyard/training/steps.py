@@ -44,6 +44,7 @@ class TrainingResult(BaseModel):
     rows_train: int
     rows_holdout: int
     dropped_unlabeled: int
+    training_sample: str | None = None
 
 
 # ---- pure parts ---------------------------------------------------------------------------------
@@ -82,6 +83,7 @@ def training_params(spec: PipelineSpec, snapshot: SnapshotRef) -> dict[str, Any]
         **{f"model.{k}": v for k, v in spec.model.params.items()},
         "split.test_size": spec.split.test_size,
         "split.seed": spec.split.seed,
+        "max_training_rows": spec.model.max_training_rows,
         "window_start": snapshot.window_start.isoformat(),
         "window_end": snapshot.window_end.isoformat(),
         "features": ",".join(spec.schema_.features),
@@ -136,6 +138,40 @@ def _first_line(what: str, error: Exception) -> str:
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
+
+
+def older_window(
+    spec: PipelineSpec,
+    snapshot: SnapshotRef,
+    champion_version: str,
+    champion_window_end: str | None,
+) -> str | None:
+    """How this run's window is older than the champion's (by its last day), or None (pure).
+
+    Static sources (a bundled dataset, files without partitioning, a query without the window's
+    bound parameters) are exempt: their window selects no data.
+
+    Args:
+        spec: The pipeline (its source kind).
+        snapshot: This run's snapshot (its window).
+        champion_version: The champion's version, for the message.
+        champion_window_end: The champion's ``window_end`` lineage tag (None: unknown).
+
+    Returns:
+        A one-line reason, or None when the window is not older (or there is nothing to compare).
+    """
+    from datetime import date
+
+    source = spec.source
+    reads_window = getattr(source, "layout", None) is not None or getattr(source, "windowed", False)
+    if not reads_window or not champion_window_end:
+        return None
+    if snapshot.window_end >= date.fromisoformat(champion_window_end):
+        return None
+    return (
+        f"older window: this run's window ends {snapshot.window_end}, before champion "
+        f"v{champion_version}'s ({champion_window_end})"
+    )
 
 
 def split_mismatch(spec: PipelineSpec, champion_params: dict[str, str]) -> str:
@@ -231,6 +267,7 @@ def train(
             rows_train=int(tags["rows_train"]),
             rows_holdout=int(tags["rows_holdout"]),
             dropped_unlabeled=int(tags["dropped_unlabeled"]),
+            training_sample=tags.get("training_sample"),
         )
 
     frame = _load(settings, snapshot)
@@ -246,6 +283,10 @@ def train(
         "rows_holdout": str(len(data.x_test)),
         "dropped_unlabeled": str(data.dropped_unlabeled),
     }
+    sample = data.sample_note(spec.split.seed)
+    if sample:
+        log.info("training on a sample: %s", sample)
+        tags["training_sample"] = sample
     with mlflow.start_run(run_name=f"{context.dag_id}/{context.run_id}", tags=tags) as run:
         mlflow.log_params(training_params(spec, snapshot))
         dataset = mlflow.data.from_pandas(
@@ -277,6 +318,7 @@ def train(
         rows_train=len(data.x_train),
         rows_holdout=len(data.x_test),
         dropped_unlabeled=data.dropped_unlabeled,
+        training_sample=sample,
     )
 
 
@@ -313,12 +355,15 @@ def evaluate(
     snapshot: SnapshotRef,
     training: TrainingResult,
     replace_incompatible_champion: bool = False,
+    allow_older_window: bool = False,
 ) -> GateDecision:
     """Score challenger and champion on this run's holdout and apply the gate.
 
     A champion that cannot be loaded or scored on this holdout (other task, columns or classes)
     fails the gate, naming why, unless ``replace_incompatible_champion`` is set; then the
-    replacement is recorded in the decision (and in the registered version's lineage).
+    replacement is recorded in the decision (and in the registered version's lineage). So does a
+    run whose window ends before the champion's (:func:`older_window`), unless
+    ``allow_older_window`` is set.
     Every number and the decision are logged to the training run and returned.
 
     Args:
@@ -327,6 +372,7 @@ def evaluate(
         snapshot: The snapshot the challenger was trained on.
         training: The challenger's MLflow run and model.
         replace_incompatible_champion: Let an incompatible champion be replaced.
+        allow_older_window: Let a run of an older window than the champion's replace it.
 
     Returns:
         The gate decision.
@@ -340,7 +386,9 @@ def evaluate(
     challenger_model = mlflow.sklearn.load_model(training.model_uri)
     challenger = score(spec, challenger_model, holdout)
     current = champion_version(spec.registered_model_name)
-    champion, note, incompatible = None, "", None
+    champion, note, incompatible, older = None, "", None, None
+    if current is not None and current.run_id != training.mlflow_run_id:
+        older = older_window(spec, snapshot, current.version, current.tags.get("window_end"))
     if current is None:
         note = "no champion yet: floors and leak checks only"
     elif current.run_id == training.mlflow_run_id:
@@ -364,6 +412,8 @@ def evaluate(
         leak_bounds=spec.leak_bounds,
         incompatible=incompatible,
         replace_incompatible=replace_incompatible_champion,
+        older_window=older,
+        allow_older_window=allow_older_window,
     )
     _log_decision(training.mlflow_run_id, decision)
     return decision
@@ -390,11 +440,12 @@ def run(
     window: TrainingWindow,
     context: RunContext,
     replace_incompatible_champion: bool = False,
+    allow_older_window: bool = False,
 ) -> Outcome:
     """Every step in one process: ingest, validate, train, evaluate, gate, register on a pass.
 
-    The Airflow DAG runs the same steps as separate tasks. ``replace_incompatible_champion`` is
-    passed to :func:`evaluate`.
+    The Airflow DAG runs the same steps as separate tasks. ``replace_incompatible_champion`` and
+    ``allow_older_window`` are passed to :func:`evaluate`.
 
     Raises:
         trainyard.data.validation.ValidationFailed: The snapshot failed validation; nothing was
@@ -411,7 +462,9 @@ def run(
     log.info("snapshot %s (%d rows)", snapshot.uri, snapshot.rows)
     report = validate(spec, settings, snapshot)
     trained = train(spec, settings, snapshot, report, context)
-    decision = evaluate(spec, settings, snapshot, trained, replace_incompatible_champion)
+    decision = evaluate(
+        spec, settings, snapshot, trained, replace_incompatible_champion, allow_older_window
+    )
     log.info("%s", decision.summary())
     registration = None
     if decision.passed:

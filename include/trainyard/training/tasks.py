@@ -90,7 +90,8 @@ def evaluate(
     """Score challenger and champion on the holdout; decide.
 
     The ``replace_incompatible_champion`` Param lets the gate replace a champion that cannot be
-    scored on this holdout (recorded in the new version's lineage).
+    scored on this holdout, ``allow_older_window`` one trained on a newer window than this run's
+    (each recorded in the new version's lineage).
     """
     from trainyard.data.snapshots import SnapshotRef
     from trainyard.training import steps
@@ -104,6 +105,7 @@ def evaluate(
             replace_incompatible_champion=bool(
                 context["params"].get("replace_incompatible_champion")
             ),
+            allow_older_window=bool(context["params"].get("allow_older_window")),
         )
     log.info("%s", decision.summary())
     return decision.model_dump(mode="json")
@@ -163,8 +165,10 @@ def report(
     trained: dict[str, Any],
     decision: dict[str, Any],
     registration: dict[str, Any] | None,
+    approval: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Summarise the run: registered, or rejected by the gate with the champion unchanged."""
+    """Summarise the run: registered, rejected by the gate, or not approved by a person (the
+    champion unchanged in both)."""
     from trainyard.core.tracking import champion_version
     from trainyard.data.snapshots import SnapshotRef
     from trainyard.training.gate import GateDecision
@@ -181,6 +185,7 @@ def report(
         GateDecision.model_validate(decision),
         Registration.model_validate(registration) if registration else None,
         champion.version if champion else None,
+        approval,
     )
     log.info("%s", result.describe())
     return result.model_dump(mode="json")

@@ -1,0 +1,203 @@
+"""The performance monitor's pure parts: windows, drops, joins, verdicts, and the shared policy."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.support import REPO
+from trainyard.core.spec import SpecError, parse_spec
+from trainyard.drift.policy import RetrainRecord, decide, training_run_id
+from trainyard.monitoring.steps import (
+    Baseline,
+    PerformanceSummary,
+    decay_conf,
+    drop_of,
+    evaluate_window,
+    monitor_windows,
+    verdict_of,
+)
+
+SHIPPED = REPO / "include" / "pipelines"
+DAY = date(2026, 3, 2)
+NOW = datetime(2026, 3, 9, 7, 30, tzinfo=UTC)
+
+
+def _spec(**performance):
+    data = yaml.safe_load((SHIPPED / "churn.yaml").read_text())
+    data["performance"].update(performance)
+    return parse_spec(data, Path("churn.yaml"))
+
+
+BASELINE = Baseline(model_name="churn", version="3", metrics={"accuracy": 0.8, "log_loss": 0.4})
+
+
+def test_the_demo_spec_watches_accuracy_within_three_percent_relative() -> None:
+    spec = _spec()
+    assert spec.performance.metric == "accuracy"
+    assert (spec.performance.max_drop, spec.performance.drop) == (0.03, "relative")
+    assert spec.labels.delay_days == 7 and spec.labels.prefix is None
+    assert spec.performance_dag_id == "performance_churn"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("labels"), "performance needs a labels section"),
+        (lambda d: d["performance"].update(metric="r2"), "watches metric 'r2'"),
+        (lambda d: d["schema"].pop("id_column"), "needs schema.id_column"),
+        (lambda d: d["performance"].update(max_drop=0), "field 'performance.max_drop'"),
+        (lambda d: d["performance"].update(drop="percent"), "field 'performance.drop'"),
+        (lambda d: d["labels"].update(delay_days=-1), "field 'labels.delay_days'"),
+    ],
+)
+def test_a_bad_performance_section_is_refused_naming_the_field(mutate, message: str) -> None:
+    data = yaml.safe_load((SHIPPED / "churn.yaml").read_text())
+    mutate(data)
+    with pytest.raises(SpecError, match=message.replace("(", r"\(")):
+        parse_spec(data, Path("churn.yaml"))
+
+
+def test_windows_are_consecutive_and_newest_first() -> None:
+    assert monitor_windows(_spec(consecutive_windows=3), DAY) == [
+        (DAY, DAY),
+        (DAY - timedelta(days=1), DAY - timedelta(days=1)),
+        (DAY - timedelta(days=2), DAY - timedelta(days=2)),
+    ]
+    assert monitor_windows(_spec(window_days=7, consecutive_windows=1), DAY) == [
+        (DAY - timedelta(days=6), DAY)
+    ]
+
+
+def test_drops_are_positive_when_worse_in_either_direction() -> None:
+    assert drop_of("accuracy", 0.776, 0.8, "relative") == pytest.approx(0.03)
+    assert drop_of("accuracy", 0.85, 0.8, "relative") < 0
+    assert drop_of("log_loss", 0.5, 0.4, "absolute") == pytest.approx(0.1)
+    assert drop_of("log_loss", 0.3, 0.4, "relative") == pytest.approx(-0.25)
+
+
+def _predictions(n: int, version: str = "3", correct: int | None = None) -> pd.DataFrame:
+    correct = n if correct is None else correct
+    return pd.DataFrame(
+        {
+            "row_id": [f"r{i}" for i in range(n)],
+            "prediction": [1 if i < correct else 0 for i in range(n)],
+            "model_version": version,
+            "proba_0": [0.2 if i < correct else 0.6 for i in range(n)],
+            "proba_1": [0.8 if i < correct else 0.4 for i in range(n)],
+        }
+    )
+
+
+def _labels(ids: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"row_id": ids, "label": pd.array([1] * len(ids), dtype="Int64")})
+
+
+def test_a_window_joins_by_id_counts_unscored_labels_and_other_versions() -> None:
+    spec = _spec(min_labelled_rows=10)
+    predictions = pd.concat([_predictions(100, correct=70), _predictions(5, version="2")])
+    labels = _labels([f"r{i}" for i in range(50, 100)] + ["late1", "late2"])
+
+    result = evaluate_window(spec, BASELINE, (DAY, DAY), predictions, labels)
+
+    assert (result.predictions, result.other_versions) == (100, 5)
+    assert (result.labels, result.matched, result.unmatched_labels) == (52, 50, 2)
+    # Rows r50..r99 are labelled 1; r50..r69 predicted 1: accuracy 20 / 50.
+    assert result.value == pytest.approx(0.4) and result.status == "breach"
+    assert result.drop == pytest.approx(0.5)
+
+
+def test_too_few_labels_or_no_predictions_give_no_verdict() -> None:
+    spec = _spec(min_labelled_rows=500)
+    few = evaluate_window(spec, BASELINE, (DAY, DAY), _predictions(600), _labels(["r1"]))
+    assert few.status == "insufficient_labels" and few.metrics == {}
+    none = evaluate_window(spec, BASELINE, (DAY, DAY), _predictions(10, "2"), _labels(["r1"]))
+    assert none.status == "no_predictions"
+    assert verdict_of(spec, [few, few])[0] == "insufficient_labels"
+    assert verdict_of(spec, [none, few])[0] == "no_predictions"
+
+
+def test_decay_needs_every_consecutive_window_to_breach() -> None:
+    spec = _spec(min_labelled_rows=10)
+    bad = evaluate_window(spec, BASELINE, (DAY, DAY), _predictions(20, correct=10), _labels(
+        [f"r{i}" for i in range(20)]
+    ))  # fmt: skip
+    good = evaluate_window(spec, BASELINE, (DAY, DAY), _predictions(20), _labels(
+        [f"r{i}" for i in range(20)]
+    ))  # fmt: skip
+    assert good.status == "ok"
+    verdict, message = verdict_of(spec, [bad, bad])
+    assert verdict == "decay" and "decay: accuracy 0.5000, 0.5000 in 2 consecutive" in message
+    verdict, message = verdict_of(spec, [bad, good])
+    assert verdict == "no_decay" and "1 of 2 window(s)" in message
+
+
+def _decay_summary() -> PerformanceSummary:
+    spec = _spec(min_labelled_rows=10, consecutive_windows=1)
+    window = evaluate_window(spec, BASELINE, (DAY, DAY), _predictions(20, correct=10), _labels(
+        [f"r{i}" for i in range(20)]
+    ))  # fmt: skip
+    verdict, message = verdict_of(spec, [window])
+    return PerformanceSummary(
+        pipeline="churn", verdict=verdict, message=message, model_name="churn",
+        model_version="3", metric="accuracy", baseline=0.8, max_drop=0.03,
+        drop_kind="relative", min_labelled_rows=10, consecutive_windows=1, windows=[window],
+        summary_uri="s3://t/performance/churn/v3/end-2026-03-02/in-x/summary.json",
+    )  # fmt: skip
+
+
+def test_the_retrain_reason_names_metric_values_baseline_window_and_summary() -> None:
+    conf = decay_conf(_decay_summary())
+    assert conf["reason"] == (
+        "decay: accuracy 0.5000 vs holdout 0.8000 (-37.50%) of churn v3 in "
+        "2026-03-02..2026-03-02 (1 window(s) below the allowed drop 0.03 relative); "
+        "report s3://t/performance/churn/v3/end-2026-03-02/in-x/summary.json"
+    )
+    assert conf["window_end"] == "2026-03-02"
+
+
+def _decide_decay(last: RetrainRecord | None, run_id: str = "scheduled__perf"):
+    summary = _decay_summary()
+    return decide(
+        summary.reference_for_xcom(),
+        now=NOW,
+        cooldown_hours=6,
+        last_retrain=last,
+        active_training_runs=0,
+        drift_run_id=run_id,
+        training_dag_id="train_churn",
+        signal="decay",
+        conf=decay_conf(summary),
+    )
+
+
+def test_decay_retrains_in_the_drift_monitors_slot_and_respects_its_cooldown() -> None:
+    decision = _decide_decay(None)
+    assert decision.action == "retrain" and decision.signal == "decay"
+    # The same run id a drift verdict in this slot asks for: one retrain for both.
+    assert decision.training_run_id == training_run_id(NOW, 6, "any drift run")
+    assert decision.conf["reason"].startswith("decay: accuracy 0.5000")
+
+    drift_retrain = RetrainRecord(
+        signal="drift", training_dag_id="train_churn", training_run_id="drift__20260309T060000Z",
+        requested_at=NOW - timedelta(hours=1), drift_dag_id="drift_churn",
+        drift_run_id="scheduled__perf", report_uri=None, drifted_columns=["a"], drift_share=0.5,
+    )  # fmt: skip
+    suppressed = _decide_decay(drift_retrain)
+    # Same run id as the drift run, but another monitor: not mistaken for a retry of its own.
+    assert suppressed.action == "suppressed_cooldown" and not suppressed.retrain
+    assert suppressed.message.startswith("decay detected, retrain suppressed: cooldown until")
+
+
+def test_no_decay_verdicts_are_recorded_as_such() -> None:
+    for verdict in ("no_decay", "insufficient_labels", "no_predictions"):
+        summary = {**_decay_summary().reference_for_xcom(), "verdict": verdict}
+        decision = decide(
+            summary, now=NOW, cooldown_hours=6, last_retrain=None, active_training_runs=0,
+            drift_run_id="r", training_dag_id="train_churn", signal="decay",
+        )  # fmt: skip
+        assert (decision.action, decision.retrain, decision.signal) == (verdict, False, "decay")
