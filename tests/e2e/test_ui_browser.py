@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
-PIPELINE = "breast_cancer"
+PIPELINE = "ui_breast_cancer"
 DAG_ID = f"train_{PIPELINE}"
 
 
