@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from airflow.models.taskinstancekey import TaskInstanceKey
     from sqlalchemy.orm import Session
 
+    from trainyard.core.settings import Settings
     from trainyard.core.spec import PipelineSpec
     from trainyard.ui.models_page import PipelineRow, RunSummary
 
@@ -147,10 +148,11 @@ def _latest_run(session: Session, dag_id: str, result_task: str) -> RunSummary |
     )
 
 
-def _pipeline_row(session: Session, spec: PipelineSpec) -> PipelineRow:
+def _pipeline_row(session: Session, spec: PipelineSpec, settings: Settings) -> PipelineRow:
     from trainyard.core.tracking import champion_version
     from trainyard.drift.dag import has_drift_monitor
-    from trainyard.ui.models_page import PipelineRow, champion_from_version
+    from trainyard.governance.audit import read_events
+    from trainyard.ui.models_page import PipelineRow, champion_from_version, with_audit
 
     champion = None
     version = champion_version(spec.registered_model_name)
@@ -158,7 +160,10 @@ def _pipeline_row(session: Session, spec: PipelineSpec) -> PipelineRow:
         from mlflow import MlflowClient
 
         experiment_id = MlflowClient().get_run(version.run_id).info.experiment_id
-        champion = champion_from_version(version, experiment_id)
+        champion = with_audit(
+            champion_from_version(version, experiment_id),
+            read_events(settings, spec.registered_model_name),
+        )
     return PipelineRow(
         name=spec.name,
         model_name=spec.registered_model_name,
@@ -206,27 +211,82 @@ def models_page(request: Request, user: User, notice: str = "", error: str = "")
     from trainyard.core.settings import Settings
     from trainyard.ui.models_page import render_models_page
 
+    settings = Settings.from_env()
     rows = []
     with create_session() as session:
         for spec in _specs().values():
             try:
-                with service_errors(Settings.from_env()):
-                    rows.append(_pipeline_row(session, spec))
+                with service_errors(settings):
+                    rows.append(_pipeline_row(session, spec, settings))
             except TrainyardError as failure:
                 error = f"{error} {spec.name}: {failure}".strip()
-    airflow_url = str(request.base_url).rstrip("/")
     return render_models_page(
         rows,
-        mlflow_ui_url=Settings.from_env().mlflow_ui_url,
-        airflow_url=airflow_url,
+        mlflow_ui_url=settings.mlflow_ui_url,
+        airflow_url=_airflow_url(request),
         notice=notice,
         error=error,
     )
 
 
+@models_app.get("/models/{name}", response_class=HTMLResponse)
+def history_page(request: Request, name: str, user: User) -> str:
+    """A pipeline's audit timeline: every alias move, who made it, when and why."""
+    from trainyard.core.services import service_errors
+    from trainyard.core.settings import Settings
+    from trainyard.governance.audit import read_events
+    from trainyard.ui.models_page import render_history_page
+
+    spec = _spec(name)
+    settings = Settings.from_env()
+    with service_errors(settings):
+        events = read_events(settings, spec.registered_model_name)
+    return render_history_page(
+        spec.name, spec.registered_model_name, events, airflow_url=_airflow_url(request)
+    )
+
+
 @models_app.post("/models/{name}/retrain")
 def retrain_now(name: str, reason: Annotated[str, Form()], user: User) -> RedirectResponse:
-    """Trigger the pipeline's training DAG with the person's reason (needs the right to run it)."""
+    """Trigger the pipeline's training DAG with the person's reason."""
+    spec = _spec(name)
+    return _trigger(spec.training_dag_id, {"reason": reason.strip()}, user, "Retrain now")
+
+
+@models_app.post("/models/{name}/rollback")
+def roll_back(
+    name: str,
+    reason: Annotated[str, Form()],
+    user: User,
+    to_version: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    """Trigger the pipeline's rollback DAG (empty version: the one holding ``previous``).
+
+    The rollback DAG checks the target (loads it first; refuses the current champion or a
+    version of another model) and records the move in the audit trail.
+    """
+    spec = _spec(name)
+    conf = {"to_version": to_version.strip().removeprefix("v"), "reason": reason.strip()}
+    return _trigger(spec.rollback_dag_id, conf, user, "Roll back")
+
+
+def _spec(name: str) -> PipelineSpec:
+    spec = _specs().get(name)
+    if spec is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no pipeline named {name!r}")
+    return spec
+
+
+def _airflow_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _trigger(dag_id: str, conf: dict[str, str], user: Any, action: str) -> RedirectResponse:
+    """Trigger ``dag_id`` as ``user`` with ``conf`` (which must carry a reason).
+
+    Raises:
+        HTTPException: 403 when the user may not run that DAG.
+    """
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import (
@@ -235,13 +295,8 @@ def retrain_now(name: str, reason: Annotated[str, Form()], user: User) -> Redire
     )
     from airflow.utils.types import DagRunTriggeredByType
 
-    spec = _specs().get(name)
-    if spec is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no pipeline named {name!r}")
-    reason = reason.strip()
-    if not reason:
-        return _back(error="Retrain now needs a reason.")
-    dag_id = spec.training_dag_id
+    if not conf["reason"]:
+        return _back(error=f"{action} needs a reason.")
     if not get_auth_manager().is_authorized_dag(
         method="POST", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
     ):
@@ -250,10 +305,10 @@ def retrain_now(name: str, reason: Annotated[str, Form()], user: User) -> Redire
         dag_id,
         triggered_by=DagRunTriggeredByType.UI,
         triggering_user_name=user.get_name(),
-        conf={"reason": reason},
-        note=f"Retrain now by {user.get_name()}: {reason}",
+        conf=conf,
+        note=f"{action} by {user.get_name()}: {conf['reason']}",
     )
-    return _back(notice=f"triggered {dag_id} run {run.run_id if run else '?'}: {reason}")
+    return _back(notice=f"triggered {dag_id} run {run.run_id if run else '?'}: {conf['reason']}")
 
 
 def _back(**message: str) -> RedirectResponse:

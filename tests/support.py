@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,58 @@ def make_champion(name: str, version: str) -> Any:
 
     MlflowClient().set_registered_model_alias(name, "champion", version)
     return champion_of(name)
+
+
+def serving_pipelines(folder: Path, pipeline: str, untrained: str) -> dict[str, Any]:
+    """Two churn-like serving pipelines in ``folder``; ``pipeline`` gets two versions (v1 champion).
+
+    The cheapest registry a model server can follow: small fits registered without Airflow
+    (``trainyard_dev.churn.register_model``); ``untrained`` never gets a champion.
+
+    Args:
+        folder: Where the pipeline specs are written.
+        pipeline: The pipeline (and registered model) with two versions.
+        untrained: A pipeline whose registered model has no version.
+
+    Returns:
+        ``folder``, ``spec`` (of ``pipeline``), ``untrained_spec``, and versions ``v1``, ``v2``.
+    """
+    import yaml
+    from mlflow import MlflowClient
+
+    from trainyard.core.spec import load_spec
+    from trainyard.core.tracking import CHAMPION
+    from trainyard_dev.churn import register_model
+
+    document = yaml.safe_load((REPO / "include" / "pipelines" / "churn.yaml").read_text())
+    document["name"] = pipeline
+    document["model"]["registered_name"] = pipeline
+    document["model"]["params"]["max_iter"] = 30
+    (folder / f"{pipeline}.yaml").write_text(yaml.safe_dump(document))
+    document.update(name=untrained, model={**document["model"], "registered_name": untrained})
+    (folder / f"{untrained}.yaml").write_text(yaml.safe_dump(document))
+    spec = load_spec(folder / f"{pipeline}.yaml")
+    v1 = register_model(spec, [date(2026, 1, d) for d in (1, 2, 3)])
+    v2 = register_model(spec, [date(2026, 2, d) for d in (1, 2, 3)])
+    MlflowClient().set_registered_model_alias(pipeline, CHAMPION, v1)
+    return {
+        "folder": folder,
+        "spec": spec,
+        "untrained_spec": load_spec(folder / f"{untrained}.yaml"),
+        "v1": v1,
+        "v2": v2,
+    }
+
+
+def churn_rows(count: int, day: date = date(2026, 3, 1)) -> Any:
+    """``count`` generated churn rows of ``day`` (ids, features, label)."""
+    from trainyard_dev.churn import generate_day
+
+    return generate_day(day, count)
+
+
+def feature_records(frame: Any) -> list[dict[str, Any]]:
+    """A churn frame's rows as JSON request records (the id kept, the date and label dropped)."""
+    import json
+
+    return json.loads(frame.drop(columns=["event_date", "churned"]).to_json(orient="records"))

@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
-PIPELINE = "breast_cancer"
+PIPELINE = "ui_breast_cancer"
 DAG_ID = f"train_{PIPELINE}"
 
 
@@ -155,8 +155,9 @@ def test_retrain_now_triggers_a_run_carrying_the_reason(page: Any, airflow: Any,
     reason = f"browser test: labels fixed {time.time_ns()}"
     page.goto(f"{stack.airflow_url}/trainyard/models")
     row = page.locator(f"tr[data-pipeline={PIPELINE}]")
-    row.get_by_role("textbox").fill(reason)
-    row.get_by_role("button", name="Retrain now").click()
+    retrain = row.locator("form.retrain")
+    retrain.locator("input[name=reason]").fill(reason)
+    retrain.get_by_role("button", name="Retrain now").click()
     notice = page.get_by_role("status")
     notice.wait_for()
     assert reason in notice.inner_text()
@@ -165,3 +166,30 @@ def test_retrain_now_triggers_a_run_carrying_the_reason(page: Any, airflow: Any,
     assert [run["run_type"] for run in carrying] == ["manual"]
     page.reload()
     assert reason in page.locator(f"tr[data-pipeline={PIPELINE}]").inner_text()
+
+
+def test_history_shows_the_promotion_and_roll_back_triggers_the_rollback_dag(
+    page: Any, airflow: Any, stack: Any
+) -> None:
+    from trainyard.core.tracking import champion_version
+
+    api, _ = airflow
+    champion = champion_version(PIPELINE)
+    page.goto(f"{stack.airflow_url}/trainyard/models/{PIPELINE}")
+    events = page.locator("tr.event")
+    events.first.wait_for()
+    assert f"→ v{champion.version}" in events.last.inner_text()  # oldest: the first promotion
+    page.screenshot(path=ARTIFACTS / "history.png", full_page=True)
+
+    reason = f"browser test: roll back {time.time_ns()}"
+    page.goto(f"{stack.airflow_url}/trainyard/models")
+    row = page.locator(f"tr[data-pipeline={PIPELINE}]")
+    rollback = row.locator("form.rollback")
+    rollback.locator("input[name=to_version]").fill(f"v{champion.version}")
+    rollback.locator("input[name=reason]").fill(reason)
+    rollback.get_by_role("button", name="Roll back").click()
+    assert reason in page.get_by_role("status").inner_text()
+    runs = api.runs(f"rollback_{PIPELINE}")
+    assert [(run["conf"]["to_version"], run["conf"]["reason"]) for run in runs] == [
+        (champion.version, reason)
+    ]

@@ -23,11 +23,9 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.faults import FaultProxy
-from tests.support import REPO
-from trainyard_dev.churn import register_model
+from tests.support import churn_rows, feature_records, serving_pipelines
 from trainyard_dev.services import free_ports, wait_for
 
 PIPELINE = "churn_serving"
@@ -39,25 +37,7 @@ FLUSH_ROWS = 40
 @pytest.fixture(scope="module")
 def registry(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A pipelines folder with the serving spec, and two registered versions (v1 champion)."""
-    from trainyard.core.spec import load_spec
-    from trainyard.core.tracking import CHAMPION
-
-    folder = tmp_path_factory.mktemp("serving-pipelines")
-    document = yaml.safe_load((REPO / "include" / "pipelines" / "churn.yaml").read_text())
-    document["name"] = PIPELINE
-    document["model"]["registered_name"] = PIPELINE
-    document["model"]["params"]["max_iter"] = 30
-    (folder / f"{PIPELINE}.yaml").write_text(yaml.safe_dump(document))
-    # A second pipeline that never gets a champion: served, but nothing to load.
-    document.update(name=UNTRAINED, model={**document["model"], "registered_name": UNTRAINED})
-    (folder / f"{UNTRAINED}.yaml").write_text(yaml.safe_dump(document))
-    spec = load_spec(folder / f"{PIPELINE}.yaml")
-    v1 = register_model(spec, [date(2026, 1, d) for d in (1, 2, 3)])
-    v2 = register_model(spec, [date(2026, 2, d) for d in (1, 2, 3)])
-    from mlflow import MlflowClient
-
-    MlflowClient().set_registered_model_alias(PIPELINE, CHAMPION, v1)
-    return {"folder": folder, "spec": spec, "v1": v1, "v2": v2}
+    return serving_pipelines(tmp_path_factory.mktemp("serving-pipelines"), PIPELINE, UNTRAINED)
 
 
 @pytest.fixture(scope="module")
@@ -118,18 +98,6 @@ def _client(server: dict[str, Any]) -> httpx.Client:
     )
 
 
-def _rows(count: int, day: date = date(2026, 3, 1)) -> Any:
-    from trainyard_dev.churn import generate_day
-
-    return generate_day(day, count)
-
-
-def _records(frame: Any) -> list[dict[str, Any]]:
-    import json
-
-    return json.loads(frame.drop(columns=["event_date", "churned"]).to_json(orient="records"))
-
-
 def _metric(server: dict[str, Any], name: str) -> float:
     text = httpx.get(f"{server['url']}/metrics", timeout=10).text
     match = re.search(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.MULTILINE)
@@ -150,10 +118,10 @@ def _wait_for_version(client: httpx.Client, version: str, timeout: float = 90) -
 def test_predictions_equal_the_champion_loaded_by_mlflow(server, registry) -> None:
     import mlflow
 
-    frame = _rows(25)
+    frame = churn_rows(25)
     with _client(server) as client:
         _wait_for_version(client, registry["v1"])
-        response = client.post(f"/predict/{PIPELINE}", json={"records": _records(frame)})
+        response = client.post(f"/predict/{PIPELINE}", json={"records": feature_records(frame)})
         split = client.post(
             f"/predict/{PIPELINE}",
             json={
@@ -201,7 +169,7 @@ def test_bad_bodies_get_422_naming_the_field(server, body: bytes, detail: str) -
 
 
 def test_wrong_type_and_oversized_bodies(server) -> None:
-    record = _records(_rows(1))[0]
+    record = feature_records(churn_rows(1))[0]
     with _client(server) as client:
         wrong = client.post(
             f"/predict/{PIPELINE}", json={"records": [record, {**record, "tenure_months": "abc"}]}
@@ -229,7 +197,7 @@ def test_ready_with_a_pipeline_that_has_no_champion_yet(server) -> None:
 
 
 def test_the_api_key_is_required(server) -> None:
-    record = _records(_rows(1))[0]
+    record = feature_records(churn_rows(1))[0]
     plain = httpx.post(f"{server['url']}/predict/{PIPELINE}", json={"records": [record]})
     wrong = httpx.post(
         f"{server['url']}/predict/{PIPELINE}",
@@ -244,7 +212,7 @@ def test_the_api_key_is_required(server) -> None:
 def test_follows_promotion_and_rollback_without_a_failed_request(server, registry) -> None:
     from mlflow import MlflowClient
 
-    records = _records(_rows(3))
+    records = feature_records(churn_rows(3))
     with _client(server) as client:
         _wait_for_version(client, registry["v1"])
     outcomes: list[tuple[int, str | None]] = []
@@ -310,9 +278,9 @@ def _logged(settings: Any) -> Any:
 
 
 def test_predictions_reach_s3_in_the_prediction_log_layout(server, settings) -> None:
-    frame = _rows(FLUSH_ROWS, date(2026, 3, 2))
+    frame = churn_rows(FLUSH_ROWS, date(2026, 3, 2))
     with _client(server) as client:
-        response = client.post(f"/predict/{PIPELINE}", json={"records": _records(frame)})
+        response = client.post(f"/predict/{PIPELINE}", json={"records": feature_records(frame)})
     assert response.status_code == 200
     ids = set(frame["customer_id"])
     wait_for(lambda: ids <= set(_logged(settings)["row_id"]), "rows in S3", 60)
@@ -326,10 +294,10 @@ def test_predictions_reach_s3_in_the_prediction_log_layout(server, settings) -> 
 
 
 def test_an_s3_outage_keeps_serving_and_the_backlog_is_retried(server, settings, s3_proxy) -> None:
-    frame = _rows(FLUSH_ROWS + 5, date(2026, 3, 3))
+    frame = churn_rows(FLUSH_ROWS + 5, date(2026, 3, 3))
     failures_before = _metric(server, "trainyard_serving_prediction_log_flush_failures_total")
     with s3_proxy.fault("refuse"), _client(server) as client:
-        response = client.post(f"/predict/{PIPELINE}", json={"records": _records(frame)})
+        response = client.post(f"/predict/{PIPELINE}", json={"records": feature_records(frame)})
         assert response.status_code == 200
         wait_for(
             lambda: (
@@ -341,7 +309,7 @@ def test_an_s3_outage_keeps_serving_and_the_backlog_is_retried(server, settings,
         )
         assert _metric(server, "trainyard_serving_prediction_log_backlog_rows") >= len(frame)
         assert client.post(
-            f"/predict/{PIPELINE}", json={"records": _records(frame.head(2))}
+            f"/predict/{PIPELINE}", json={"records": feature_records(frame.head(2))}
         ).is_success
     ids = set(frame["customer_id"])
     wait_for(lambda: ids <= set(_logged(settings)["row_id"]), "the backlog in S3", 120)
@@ -352,9 +320,11 @@ def test_sigterm_flushes_the_buffer(server, settings) -> None:
     # A request that reaches the flush threshold is flushed at once; after that flush the
     # buffer is empty, so the second attempt surely stays buffered until the signal.
     for day in (4, 5):
-        frame = _rows(3, date(2026, 3, day))
+        frame = churn_rows(3, date(2026, 3, day))
         with _client(server) as client:
-            assert client.post(f"/predict/{PIPELINE}", json={"records": _records(frame)}).is_success
+            assert client.post(
+                f"/predict/{PIPELINE}", json={"records": feature_records(frame)}
+            ).is_success
         time.sleep(2)
         if _metric(server, "trainyard_serving_prediction_log_backlog_rows") >= len(frame):
             break

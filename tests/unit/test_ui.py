@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+from trainyard.governance.audit import AuditEvent, Cause
 from trainyard.ui.links import (
     LinkKind,
     link_url,
@@ -17,8 +18,10 @@ from trainyard.ui.models_page import (
     RunSummary,
     champion_from_version,
     drift_outcome,
+    render_history_page,
     render_models_page,
     training_outcome,
+    with_audit,
 )
 
 MLFLOW = "http://mlflow.example:5000/"
@@ -69,7 +72,7 @@ def test_champion_reads_its_lineage_tags() -> None:
     )
     champion = champion_from_version(version, experiment_id="2")
     assert champion.version == "4"
-    assert champion.registered_at == datetime(2025, 11, 23, tzinfo=UTC)
+    assert champion.since == datetime(2025, 11, 23, tzinfo=UTC)  # registered, no audit event
     assert (champion.mlflow_run_id, champion.airflow_run_id, champion.reason) == (
         "run-1",
         "manual__x",
@@ -134,3 +137,58 @@ def test_page_without_a_champion_says_so() -> None:
     row = PipelineRow("iris", "iris", "train_iris", None, None, None)
     html = render_models_page([row], mlflow_ui_url="http://m", airflow_url="http://a")
     assert "no champion" in html
+
+
+def _event(action: str, at: datetime, to: str, champion: str | None, actor: str, reason: str):
+    return AuditEvent(
+        event_id=f"{action}-{to}",
+        model_name="churn",
+        action=action,
+        at=at,
+        from_version=None,
+        to_version=to,
+        cause=Cause(actor=actor, reason=reason, dag_id="rollback_churn", run_id=f"run-{to}"),
+        aliases_set={"champion": champion} if champion else {"challenger": to},
+    )
+
+
+def test_the_audit_trail_says_since_when_who_and_why_a_version_is_champion() -> None:
+    registered = champion_from_version(
+        SimpleNamespace(version="2", creation_timestamp=0, run_id="r", tags={}), "1"
+    )
+    events = [
+        _event("promote", datetime(2026, 11, 1, tzinfo=UTC), "2", "2", "schedule", "nightly"),
+        _event("promote", datetime(2026, 11, 2, tzinfo=UTC), "3", "3", "schedule", "nightly"),
+        _event("submit", datetime(2026, 11, 3, tzinfo=UTC), "4", None, "schedule", "nightly"),
+        _event("rollback", datetime(2026, 11, 4, tzinfo=UTC), "2", "2", "alice", "v3 broke"),
+    ]
+    champion = with_audit(registered, events)
+    assert champion.since == datetime(2026, 11, 4, tzinfo=UTC)
+    assert (champion.actor, champion.reason, champion.airflow_run_id) == (
+        "alice",
+        "v3 broke",
+        "run-2",
+    )
+    assert with_audit(registered, events[1:3]) == registered  # v2 never made champion there
+
+
+def test_history_page_lists_every_move_newest_first() -> None:
+    events = [
+        _event("promote", datetime(2026, 11, 1, tzinfo=UTC), "2", "2", "schedule", "nightly"),
+        _event("rollback", datetime(2026, 11, 4, tzinfo=UTC), "1", "1", "alice", "<v2 broke>"),
+    ]
+    html = render_history_page("churn", "churn", events, airflow_url="http://a")
+    assert html.index("rollback") < html.index("promote")
+    assert "&lt;v2 broke&gt;" in html and "alice" in html
+    assert 'href="http://a/dags/rollback_churn/runs/run-1"' in html
+    assert "No alias move recorded yet." in render_history_page(
+        "iris", "iris", [], airflow_url="http://a"
+    )
+
+
+def test_every_row_offers_retrain_and_rollback_with_a_required_reason() -> None:
+    row = PipelineRow("churn", "churn", "train_churn", None, None, None)
+    html = render_models_page([row], mlflow_ui_url="http://m", airflow_url="http://a")
+    assert 'action="/trainyard/models/churn/rollback"' in html
+    assert html.count('name="reason" required') == 2
+    assert 'href="/trainyard/models/churn"' in html

@@ -609,6 +609,11 @@ class PipelineSpec(_Frozen):
         return f"drift_{self.name}"
 
     @property
+    def rollback_dag_id(self) -> str:
+        """Airflow DAG id of the manual rollback DAG generated for this spec."""
+        return f"rollback_{self.name}"
+
+    @property
     def scoring_dag_id(self) -> str:
         """Airflow DAG id of the batch-scoring DAG generated for this spec."""
         return f"score_{self.name}"

@@ -66,7 +66,7 @@ def build_rollback_dag(spec: PipelineSpec) -> DAG:
     """
     arguments = dag_arguments(spec, execution_timeout=timedelta(minutes=30))
     with DAG(
-        dag_id=f"rollback_{spec.name}",
+        dag_id=spec.rollback_dag_id,
         description=f"Roll {spec.registered_model_name}@champion back to an earlier version",
         schedule=None,
         **arguments,

@@ -8,13 +8,16 @@ escaped; the only actions are forms posting to the plugin's own routes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from trainyard.ui.links import mlflow_run_ref, model_version_ref
+
+if TYPE_CHECKING:
+    from trainyard.governance.audit import AuditEvent
 
 #: Where the plugin's routes are mounted in the Airflow API server.
 URL_PREFIX = "/trainyard"
@@ -34,14 +37,19 @@ _FAILED_AT = {
 
 @dataclass(frozen=True)
 class Champion:
-    """The version holding ``champion`` and the lineage it was registered with."""
+    """The version holding ``champion``: since when, by whom, from which run and why.
+
+    From the audit event that made it champion when there is one, else from the lineage the
+    version was registered with.
+    """
 
     version: str
-    registered_at: datetime
+    since: datetime
     experiment_id: str
     mlflow_run_id: str
     airflow_run_id: str
     reason: str
+    actor: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -84,12 +92,32 @@ def champion_from_version(version: Any, experiment_id: str) -> Champion:
     }
     return Champion(
         version=str(version.version),
-        registered_at=datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC),
+        since=datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC),
         experiment_id=experiment_id,
         mlflow_run_id=tags.get("mlflow_run_id", version.run_id or ""),
         airflow_run_id=tags.get("airflow_run_id", ""),
         reason=tags.get("trigger_reason", ""),
         metrics=dict(sorted(metrics.items())),
+    )
+
+
+def with_audit(champion: Champion, events: Iterable[AuditEvent]) -> Champion:
+    """The champion as the audit trail tells it: the newest event that made it champion.
+
+    Args:
+        champion: From the registry (:func:`champion_from_version`).
+        events: The model's audit events, oldest first.
+    """
+    made_champion = [e for e in events if e.aliases_set.get("champion") == champion.version]
+    if not made_champion:
+        return champion
+    event = made_champion[-1]
+    return replace(
+        champion,
+        since=event.at,
+        airflow_run_id=event.cause.run_id,
+        reason=event.cause.reason,
+        actor=event.cause.actor,
     )
 
 
@@ -140,7 +168,7 @@ def _when(moment: datetime | None) -> str:
 def _run_cell(run: RunSummary | None, airflow_url: str) -> str:
     if run is None:
         return "<td>never run</td>"
-    href = f"{airflow_url}/dags/{quote(run.dag_id)}/runs/{quote(run.run_id, safe='')}"
+    href = _run_href(airflow_url, run.dag_id, run.run_id)
     reason = f"<br><small>reason: {escape(run.reason)}</small>" if run.reason else ""
     return (
         f'<td class="run"><a href="{escape(href)}">{escape(run.outcome)}</a>'
@@ -158,21 +186,29 @@ def _champion_cells(row: PipelineRow, mlflow_ui_url: str) -> str:
     return (
         f'<td class="champion"><a href="{escape(version_href)}">'
         f"{escape(row.model_name)} v{escape(champion.version)}</a>"
-        f"<br><small>since {_when(champion.registered_at)} · "
+        f"<br><small>since {_when(champion.since)} · "
         f'<a href="{escape(run_href)}">MLflow run</a></small>'
-        f"<br><small>by {escape(champion.airflow_run_id or '-')}: "
+        f"<br><small>by {escape(champion.actor or champion.airflow_run_id or '-')}"
+        f"{' in ' + escape(champion.airflow_run_id) if champion.actor else ''}: "
         f"{escape(champion.reason or '-')}</small></td>"
         f"<td>{escape(metrics or '-')}</td>"
     )
 
 
-def _retrain_form(row: PipelineRow) -> str:
-    action = f"{URL_PREFIX}/models/{quote(row.name)}/retrain"
+def _actions(row: PipelineRow) -> str:
+    base = f"{URL_PREFIX}/models/{quote(row.name)}"
     return (
-        f'<form method="post" action="{escape(action)}" class="retrain">'
+        f'<form method="post" action="{escape(base)}/retrain" class="retrain">'
         f'<input name="reason" required placeholder="why retrain now?" '
         f'aria-label="reason to retrain {escape(row.name)}">'
         f'<button type="submit">Retrain now</button></form>'
+        f'<form method="post" action="{escape(base)}/rollback" class="rollback">'
+        f'<input name="to_version" inputmode="numeric" size="4" placeholder="vN" '
+        f'aria-label="version to roll {escape(row.name)} back to (empty: previous)">'
+        f'<input name="reason" required placeholder="why roll back?" '
+        f'aria-label="reason to roll back {escape(row.name)}">'
+        f'<button type="submit">Roll back</button></form>'
+        f'<a href="{escape(base)}">history</a>'
     )
 
 
@@ -183,6 +219,7 @@ th, td { border-bottom: 1px solid #e2e8f0; padding: .5rem; text-align: left; ver
 small { color: #4a5568; }
 .notice { background: #ebf8ff; padding: .5rem; margin-bottom: 1rem; }
 .error { background: #fff5f5; padding: .5rem; margin-bottom: 1rem; }
+form { margin-bottom: .3rem; }
 """
 
 
@@ -208,18 +245,64 @@ def render_models_page(
         f"{_champion_cells(row, mlflow_ui_url)}"
         f"{_run_cell(row.last_training, airflow_url)}"
         f"{_run_cell(row.last_drift, airflow_url)}"
-        f"<td>{_retrain_form(row)}</td></tr>"
+        f"<td>{_actions(row)}</td></tr>"
         for row in rows
     )
+    return _document(
+        "Models",
+        _banner(notice, error)
+        + "<table><thead><tr><th>pipeline</th><th>champion</th><th>registered metrics</th>"
+        "<th>last training</th><th>last drift check</th><th>actions</th></tr></thead>"
+        f"<tbody>{body}</tbody></table>",
+    )
+
+
+def render_history_page(
+    pipeline: str, model_name: str, events: Iterable[AuditEvent], *, airflow_url: str
+) -> str:
+    """A pipeline's alias moves (the audit trail), newest first.
+
+    Args:
+        pipeline: The pipeline's name.
+        model_name: Its registered model.
+        events: Its audit events, oldest first.
+        airflow_url: Where people reach the Airflow UI (links to the DAG runs).
+    """
+    rows = "".join(
+        f'<tr class="event"><td>{_when(event.at)}</td><td>{escape(event.action)}</td>'
+        f"<td>v{escape(event.from_version or '-')} → v{escape(event.to_version or '-')}</td>"
+        f"<td>{escape(event.cause.actor)}</td><td>{escape(event.cause.reason or '-')}</td>"
+        f'<td><a href="{escape(_run_href(airflow_url, event.cause.dag_id, event.cause.run_id))}">'
+        f"{escape(event.cause.dag_id)} / {escape(event.cause.run_id)}</a></td></tr>"
+        for event in reversed(list(events))
+    )
+    return _document(
+        f"{pipeline}: history of {model_name}",
+        f'<p><a href="{URL_PREFIX}/models">all models</a></p>'
+        + (
+            "<table><thead><tr><th>when</th><th>what</th><th>champion</th><th>who</th>"
+            f"<th>why</th><th>run</th></tr></thead><tbody>{rows}</tbody></table>"
+            if rows
+            else "<p>No alias move recorded yet.</p>"
+        ),
+    )
+
+
+def _run_href(airflow_url: str, dag_id: str, run_id: str) -> str:
+    return f"{airflow_url}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"
+
+
+def _banner(notice: str, error: str) -> str:
     banner = ""
     if notice:
         banner += f'<p class="notice" role="status">{escape(notice)}</p>'
     if error:
         banner += f'<p class="error" role="alert">{escape(error)}</p>'
+    return banner
+
+
+def _document(title: str, body: str) -> str:
     return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>trainyard models</title>"
-        f"<style>{_STYLE}</style></head><body><h1>Models</h1>{banner}"
-        "<table><thead><tr><th>pipeline</th><th>champion</th><th>registered metrics</th>"
-        "<th>last training</th><th>last drift check</th><th>actions</th></tr></thead>"
-        f"<tbody>{body}</tbody></table></body></html>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>"
     )
