@@ -73,8 +73,7 @@ def test_training_dag_shape_and_params(dagbag) -> None:
     assert dag.params["allow_older_window"] is False
     order = ["ingest", "validate", "train", "evaluate", "gate", "register", "report"]
     assert set(dag.task_ids) == set(order)
-    for upstream, downstream in zip(order, order[1:], strict=False):
-        assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
+    assert_chain(dag, order)
     for task in dag.tasks:
         assert task.execution_timeout is not None and task.execution_timeout <= timedelta(hours=3)
 
@@ -90,8 +89,7 @@ def test_approval_mode_adds_a_required_action_between_register_and_report() -> N
     spec = load_spec(REPO / "tests" / "pipelines" / "churn_approval.yaml")
     dag = build_training_dag(spec)
     order = ["register", "ask", "approval", "promote", "settle", "report"]
-    for upstream, downstream in zip(order, order[1:], strict=False):
-        assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
+    assert_chain(dag, order)
     approval = dag.get_task("approval")
     assert isinstance(approval, ApprovalOperator)
     assert approval.response_timeout == timedelta(seconds=60)
@@ -140,8 +138,7 @@ def test_drift_dag_shape_params_and_trigger(dagbag) -> None:
         "record_retrain",
     ]
     assert set(dag.task_ids) == set(order)
-    for upstream, downstream in zip(order, order[1:], strict=False):
-        assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
+    assert_chain(dag, order)
     trigger = dag.get_task("trigger_retrain")
     assert trigger.trigger_dag_id == "train_churn"
     assert trigger.skip_when_already_exists is True
@@ -159,8 +156,7 @@ def test_one_scoring_dag_per_spec_with_a_scoring_section(dagbag) -> None:
     assert set(dag.params) >= {"window_end", "window_days"}
     order = ["champion", "batch", "validate", "score"]
     assert set(dag.task_ids) == set(order)
-    for upstream, downstream in zip(order, order[1:], strict=False):
-        assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
+    assert_chain(dag, order)
 
 
 def test_performance_monitor_shares_the_drift_monitors_retrain_tasks(dagbag) -> None:
@@ -177,8 +173,7 @@ def test_performance_monitor_shares_the_drift_monitors_retrain_tasks(dagbag) -> 
         "record_retrain",
     ]
     assert set(dag.task_ids) == set(order)
-    for upstream, downstream in zip(order, order[1:], strict=False):
-        assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
+    assert_chain(dag, order)
     trigger = dag.get_task("trigger_retrain")
     drift_trigger = dagbag.dags["drift_churn"].get_task("trigger_retrain")
     assert trigger.trigger_dag_id == "train_churn" == drift_trigger.trigger_dag_id
@@ -289,3 +284,9 @@ def test_window_days_param_refuses_zero_and_negative(dagbag, dag_id: str, days: 
     params = copy.deepcopy(dagbag.dags[dag_id].params)
     with pytest.raises(Exception, match="less than the minimum of 1"):
         params["window_days"] = days
+
+
+def assert_chain(dag, order: list[str]) -> None:
+    """Each task in ``order`` runs directly before the next one."""
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert downstream in dag.get_task(upstream).get_direct_relative_ids(upstream=False)
