@@ -47,10 +47,7 @@ def _presign(uri: str) -> str:
 
     settings = Settings.from_env()
     public = replace(settings, s3_endpoint_url=settings.s3_public_url or settings.s3_endpoint_url)
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return storage.client(public).generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=PRESIGN_SECONDS
-    )
+    return storage.presigned_url(public, uri, expires_seconds=PRESIGN_SECONDS)
 
 
 def _xcom(session: Session, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
