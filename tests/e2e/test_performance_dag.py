@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
-from tests.support import DagRunResult, dag_runs, make_champion, spec_named
+from tests.support import DagRunResult, dag_runs, make_champion, model_versions, spec_named
 
 pytestmark = pytest.mark.e2e
 
 PIPELINE = "churn_perf"
+NO_CHAMPION = "churn_no_champion"
 MONITOR_DAG = "performance_churn_perf"
 TRAIN_DAG = "train_churn_perf"
 TRAIN_END = date(2026, 1, 14)
@@ -112,7 +113,8 @@ def _decision(settings: Any, run: DagRunResult) -> Any:
 
 
 def _retrains() -> dict[str, str]:
-    return {k: v for k, v in dag_runs(TRAIN_DAG).items() if k.startswith("drift__")}
+    """Runs of the training DAG the performance monitor created (run ids ``decay__…``)."""
+    return {k: v for k, v in dag_runs(TRAIN_DAG).items() if k.startswith("decay__")}
 
 
 def _baseline() -> float:
@@ -185,6 +187,56 @@ def test_stable_labels_realised_metrics_no_decay_no_training_run(champion, run_d
     assert logged.data.metrics["realised_accuracy"] == summary.newest.value
     assert logged.data.metrics["baseline_accuracy"] == pytest.approx(_baseline())
     assert logged.data.tags["model_version"] == champion
+    _assert_drift_report(settings, run, summary, logged)
+
+
+def _assert_drift_report(settings: Any, run: DagRunResult, summary: Any, logged: Any) -> None:
+    """Prediction and target drift: the HTML report and the JSON summary side by side under the
+    check's key, the same values in XCom and in the monitoring experiment."""
+    from trainyard.core import storage
+
+    prefix = summary.summary_uri.removesuffix("/summary.json")
+    assert summary.summary_uri.startswith(
+        f"s3://{settings.artifacts_bucket}/performance/{PIPELINE}/v{summary.model_version}/"
+        f"end-{summary.newest.end}/in-"
+    )
+    assert summary.report_uri == f"{prefix}/report.html" == run.xcoms["evaluate"]["report_uri"]
+    html = storage.get_bytes(settings, summary.report_uri).decode()
+    assert html.lstrip().lower().startswith("<!doctype html") or "<html" in html[:2000]
+    shift = summary.shift
+    assert shift is not None and summary.shift_note is None
+    assert shift.score_column == "proba_1" and shift.target.column == "label"
+    assert shift.current_rows == summary.newest.matched and shift.reference_rows > 0
+    assert shift.quality["accuracy"] == pytest.approx(summary.newest.metrics["accuracy"])
+    assert run.xcoms["evaluate"]["prediction_drift"] == shift.prediction.drifted
+    assert run.xcoms["evaluate"]["target_drift"] == shift.target.drifted
+    metrics = logged.data.metrics
+    assert metrics["prediction_drift_score"] == pytest.approx(shift.prediction.score)
+    assert metrics["target_drift_score"] == pytest.approx(shift.target.score)
+    assert metrics["prediction_drift"] == float(shift.prediction.drifted)
+    assert metrics["target_drift"] == float(shift.target.drifted)
+    assert logged.data.tags["report_uri"] == summary.report_uri
+
+
+def test_without_a_champion_the_run_says_so_no_verdict_nothing_triggered(run_dag, settings):
+    from trainyard.core import storage
+    from trainyard.drift.ledger import decision_uri
+    from trainyard.drift.policy import RetrainDecision
+
+    assert model_versions(NO_CHAMPION) == set()  # nothing registers this model
+
+    run = run_dag(f"performance_{NO_CHAMPION}", {"window_end": STABLE[-1].isoformat()})
+
+    assert run.state == "success", run.task_states
+    assert set(run.task_states.values()) == {"skipped"}, run.task_states
+    body = storage.get_bytes(settings, decision_uri(settings, NO_CHAMPION, run.run_id, "decay"))
+    decision = RetrainDecision.model_validate_json(body)
+    assert decision.action == "no_champion" and not decision.retrain
+    assert decision.signal == "decay"
+    assert f"no champion of model '{NO_CHAMPION}'" in decision.message
+    keys = storage.list_keys(settings, settings.artifacts_bucket, f"performance/{NO_CHAMPION}/")
+    assert keys == [f"performance/{NO_CHAMPION}/runs/{run.run_id}/decision.json"]
+    assert dag_runs(f"train_{NO_CHAMPION}") == {}
 
 
 def test_the_realised_accuracy_is_the_champions_on_the_labelled_rows(champion, settings):
@@ -217,6 +269,7 @@ def test_concept_drift_is_decay_named_with_metric_and_values_and_one_retrain(dec
 
     (run_id,) = decay_run.created
     assert decay_run.created[run_id] == "queued"
+    assert run_id.startswith("decay__") and run_id == _decision(settings, run).training_run_id
     decision = run.xcoms["decide"]
     assert decision["action"] == "retrain" and decision["signal"] == "decay"
     assert decision["training_run_id"] == run_id
@@ -225,7 +278,9 @@ def test_concept_drift_is_decay_named_with_metric_and_values_and_one_retrain(dec
     newest = summary.newest
     named = f"decay: accuracy {newest.value:.4f} vs holdout {summary.baseline:.4f}"
     assert reason.startswith(named)
-    assert f"{DECAYED[0]}..{DECAYED[1]}" in reason and summary.summary_uri in reason
+    assert f"{DECAYED[0]}..{DECAYED[1]}" in reason and f"report {summary.report_uri}" in reason
+    assert summary.report_uri.endswith("/report.html")
+    assert conf["performance_summary_uri"] == summary.summary_uri
     assert conf["window_end"] == DECAYED[1].isoformat()
     assert _decision(settings, run).action == "retrain"
 
@@ -245,7 +300,7 @@ def test_a_decay_verdict_inside_the_drift_cooldown_gives_no_second_retrain(
     drift_retrain = RetrainRecord(
         signal="drift",
         training_dag_id=TRAIN_DAG,
-        training_run_id=decay_retrain.training_run_id,  # the same slot's run id
+        training_run_id=decay_retrain.training_run_id.replace("decay__", "drift__"),
         requested_at=_now(),
         drift_dag_id=f"drift_{PIPELINE}",
         drift_run_id="scheduled__test_drift_in_the_same_slot",

@@ -181,3 +181,27 @@ def test_a_static_csv_file_or_folder_ignores_the_window(settings) -> None:
     missing = _example("loans_static_csv", prefix="t_loans_none/x.csv")
     with pytest.raises(RawDataError, match="no file s3://.*/t_loans_none/x.csv"):
         ingest(missing, settings, any_window)
+
+
+def test_labels_land_again_in_a_csv_sources_own_partitions(settings) -> None:
+    """The performance monitor reads labels through the source's format (CSV here)."""
+    from trainyard.monitoring.steps import read_labels
+
+    data = yaml.safe_load((EXAMPLES / "churn_dt_csv.yaml").read_text())
+    data["source"]["prefix"] = "t_labels_csv"
+    data.update(
+        labels={"delay_days": 7},
+        performance={"schedule": None, "metric": "accuracy", "max_drop": 0.03},
+    )
+    spec = parse_spec(data, Path("churn_dt_csv.yaml"))
+    frame = generate_day(DAY, 30)
+    frame["customer_id"] = [f"00{i:03d}" for i in range(30)]  # ids stay text
+    frame["churned"] = frame["churned"].astype("Int64")
+    frame.loc[:4, "churned"] = pd.NA  # not labelled yet
+    _put(settings, f"t_labels_csv/dt={DAY:%Y%m%d}/part-0.csv", _csv(frame, ";"))
+    _put(settings, f"t_labels_csv/dt={DAY:%Y%m%d}/_SUCCESS", b"")
+
+    labels = read_labels(spec, settings, [DAY, DAY + timedelta(days=1)])
+
+    assert labels["row_id"].tolist() == frame["customer_id"][5:].tolist()
+    assert labels["label"].tolist() == frame["churned"][5:].tolist()

@@ -446,6 +446,7 @@ def test_racing_drift_runs_in_one_slot_ask_for_the_same_training_run() -> None:
     }
     assert ids == {"drift__20260302T060000Z"}
     assert training_run_id(NOW.replace(hour=12), 6, "r") == "drift__20260302T120000Z"
+    assert training_run_id(NOW, 6, "r", signal="decay") == "decay__20260302T060000Z"
     assert cooldown_slot(datetime(2026, 3, 2, 1, tzinfo=UTC), 0.5) == datetime(
         2026, 3, 2, 1, tzinfo=UTC
     )

@@ -11,7 +11,7 @@ import yaml
 
 from tests.support import REPO
 from trainyard.core.spec import SpecError, parse_spec
-from trainyard.drift.policy import RetrainRecord, decide, training_run_id
+from trainyard.drift.policy import RetrainRecord, decide, sibling_run_id, training_run_id
 from trainyard.monitoring.steps import (
     Baseline,
     PerformanceSummary,
@@ -60,6 +60,19 @@ def test_a_bad_performance_section_is_refused_naming_the_field(mutate, message: 
     mutate(data)
     with pytest.raises(SpecError, match=message.replace("(", r"\(")):
         parse_spec(data, Path("churn.yaml"))
+
+
+def test_labels_default_to_the_sources_own_partitions_csv_or_parquet_not_static_files() -> None:
+    examples = REPO / "docs" / "examples" / "pipelines"
+    monitored = {
+        "labels": {"delay_days": 3},
+        "performance": {"schedule": None, "metric": "accuracy", "max_drop": 0.03},
+    }
+    csv = {**yaml.safe_load((examples / "churn_dt_csv.yaml").read_text()), **monitored}
+    assert parse_spec(csv, Path("churn_dt_csv.yaml")).labels.prefix is None
+    static = {**yaml.safe_load((examples / "loans_static_csv.yaml").read_text()), **monitored}
+    with pytest.raises(SpecError, match="labels.prefix is required unless the source is"):
+        parse_spec(static, Path("loans_static_csv.yaml"))
 
 
 def test_windows_are_consecutive_and_newest_first() -> None:
@@ -160,7 +173,7 @@ def test_the_retrain_reason_names_metric_values_baseline_window_and_summary() ->
     assert conf["window_end"] == "2026-03-02"
 
 
-def _decide_decay(last: RetrainRecord | None, run_id: str = "scheduled__perf"):
+def _decide_decay(last: RetrainRecord | None, run_id: str = "scheduled__perf", **arguments):
     summary = _decay_summary()
     return decide(
         summary.reference_for_xcom(),
@@ -172,14 +185,16 @@ def _decide_decay(last: RetrainRecord | None, run_id: str = "scheduled__perf"):
         training_dag_id="train_churn",
         signal="decay",
         conf=decay_conf(summary),
+        **arguments,
     )
 
 
-def test_decay_retrains_in_the_drift_monitors_slot_and_respects_its_cooldown() -> None:
+def test_decay_retrains_under_its_own_name_and_respects_the_drift_cooldown() -> None:
     decision = _decide_decay(None)
     assert decision.action == "retrain" and decision.signal == "decay"
-    # The same run id a drift verdict in this slot asks for: one retrain for both.
-    assert decision.training_run_id == training_run_id(NOW, 6, "any drift run")
+    # Named for the monitor that asked, fixed per cooldown slot like the drift monitor's.
+    assert decision.training_run_id == "decay__20260309T060000Z"
+    assert decision.training_run_id == training_run_id(NOW, 6, "any run", signal="decay")
     assert decision.conf["reason"].startswith("decay: accuracy 0.5000")
 
     drift_retrain = RetrainRecord(
@@ -191,6 +206,22 @@ def test_decay_retrains_in_the_drift_monitors_slot_and_respects_its_cooldown() -
     # Same run id as the drift run, but another monitor: not mistaken for a retry of its own.
     assert suppressed.action == "suppressed_cooldown" and not suppressed.retrain
     assert suppressed.message.startswith("decay detected, retrain suppressed: cooldown until")
+
+
+def test_the_other_monitors_run_of_this_slot_suppresses_until_forced() -> None:
+    """The drift monitor triggered this slot's retrain and has not written its ledger entry yet."""
+    assert sibling_run_id(NOW, 6, "decay") == "drift__20260309T060000Z"
+    assert sibling_run_id(NOW, 6, "drift") == "decay__20260309T060000Z"
+    assert sibling_run_id(NOW, 0, "decay") is None
+
+    suppressed = _decide_decay(None, sibling_run="drift__20260309T060000Z")
+    assert suppressed.action == "suppressed_cooldown" and not suppressed.retrain
+    assert suppressed.message == (
+        "decay detected, retrain suppressed: drift__20260309T060000Z was already requested in "
+        "this cooldown slot by the other monitor"
+    )
+    forced = _decide_decay(None, sibling_run="drift__20260309T060000Z", force=True)
+    assert forced.retrain and forced.training_run_id == "decay__forced__scheduled__perf"
 
 
 def test_no_decay_verdicts_are_recorded_as_such() -> None:

@@ -80,6 +80,26 @@ def test_score_is_the_spec_metrics_on_the_holdout(fitted: steps.Fitted) -> None:
     assert scores["roc_auc"] > 0.75
 
 
+def test_holdout_scores_are_the_models_own_predictions_on_its_holdout(
+    fitted: steps.Fitted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holdout = fitted.data
+    scores = steps.holdout_scores(CHURN, fitted.model, holdout)
+    assert list(scores.columns) == ["label", "prediction", "proba_0", "proba_1"]
+    assert scores["label"].tolist() == holdout.y_test.tolist()
+    assert scores["prediction"].tolist() == fitted.model.predict(holdout.x_test).tolist()
+    expected = fitted.model.predict_proba(holdout.x_test)[:, 1]
+    assert scores["proba_1"].to_numpy() == pytest.approx(expected)
+
+    # A large holdout is kept as a seeded sample, labels still aligned with their rows.
+    monkeypatch.setattr("trainyard.data.predictions.HOLDOUT_SCORES_ROWS", 100)
+    sample = steps.holdout_scores(CHURN, fitted.model, holdout)
+    assert len(sample) == 100
+    assert sample.equals(steps.holdout_scores(CHURN, fitted.model, holdout))
+    rows = holdout.x_test.sample(n=100, random_state=CHURN.split.seed)
+    assert sample["label"].tolist() == holdout.y_test.loc[rows.index].tolist()
+
+
 def test_split_mismatch_warns_only_when_the_settings_differ() -> None:
     same = {"split.seed": str(CHURN.split.seed), "split.test_size": str(CHURN.split.test_size)}
     assert steps.split_mismatch(CHURN, same) == ""

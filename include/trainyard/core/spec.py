@@ -425,7 +425,8 @@ class Labels(_Frozen):
 
     Labels are Parquet files holding the id column and the target, dated like the rows they
     label: ``s3://<bucket>/<prefix>/date=YYYY-MM-DD/*.parquet``, or without ``prefix`` the
-    source's own partitions (its layout), landed again later with the target filled.
+    source's own partitions (its layout and format, Parquet or CSV), landed again later with
+    the target filled.
     """
 
     prefix: str | None = Field(
@@ -552,12 +553,10 @@ class PipelineSpec(_Frozen):
                 "in 'metrics'"
             )
         source = self.source
-        if self.labels.prefix is None and (
-            getattr(source, "layout", None) is None or source.format != "parquet"
-        ):
+        if self.labels.prefix is None and getattr(source, "layout", None) is None:
             raise ValueError(
-                "labels.prefix is required unless the source is partitioned Parquet files "
-                "(labels land as Parquet partitions)"
+                "labels.prefix is required unless the source is partitioned files (labels "
+                "land again in the source's own partitions)"
             )
 
     def _check_drift_methods(self) -> None:

@@ -66,6 +66,33 @@ def find_finished_run(experiment_id: str, tags: dict[str, str]) -> Any | None:
     return runs[0] if runs else None
 
 
+def log_check_files(
+    settings: Any, folder: str, summary: dict[str, Any], report_uri: str | None
+) -> None:
+    """Inside the active MLflow run: a monitor check's summary and its HTML report (copied from
+    S3), under ``folder``.
+
+    Args:
+        settings: Buckets and endpoint (a :class:`trainyard.core.settings.Settings`).
+        folder: The artifact folder (``drift``, ``performance``).
+        summary: The check's JSON summary.
+        report_uri: The HTML report on S3, if the check made one.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    from trainyard.core import storage
+
+    mlflow.log_dict(summary, f"{folder}/summary.json")
+    if report_uri:
+        with tempfile.TemporaryDirectory(prefix=f"trainyard-{folder}-") as workdir:
+            html = Path(workdir) / "report.html"
+            html.write_bytes(storage.get_bytes(settings, report_uri))
+            mlflow.log_artifact(str(html), folder)
+
+
 def log_monitoring_run(
     experiment_name: str,
     run_name: str,

@@ -10,6 +10,12 @@ A batch object is deterministic per (pipeline, date, model version); the manifes
 that is current for the date (a new champion scoring the same date writes a second object and
 moves the manifest). Online files are appended by the server; their date is the serving day.
 
+Each trained model's own predictions on its holdout (``label``, ``prediction``, ``proba_<class>``;
+at most :data:`HOLDOUT_SCORES_ROWS` rows) are kept next to them, keyed by its MLflow run, as the
+reference of the performance monitor's prediction and target drift::
+
+    s3://<artifacts>/predictions/<pipeline>/holdout/run-<mlflow run id>.parquet
+
 Columns, for both sources (:data:`BASE_COLUMNS` first):
 
 - ``row_id`` (string): the spec's ``id_column`` value, or a generated request id online; the
@@ -38,6 +44,8 @@ if TYPE_CHECKING:
 
 Source = Literal["batch", "online"]
 PROBA_PREFIX = "proba_"
+#: At most this many holdout rows are kept per model (a seeded sample of larger holdouts).
+HOLDOUT_SCORES_ROWS = 50_000
 BASE_COLUMNS = (
     "row_id",
     "prediction",
@@ -80,6 +88,11 @@ def manifest_uri(settings: Settings, pipeline: str, day: date) -> str:
 def online_uri(settings: Settings, pipeline: str, day: date, flush_id: str) -> str:
     """One flushed file of online predictions."""
     return f"{prefix(settings, pipeline, 'online', day)}/{flush_id}.parquet"
+
+
+def holdout_scores_uri(settings: Settings, pipeline: str, mlflow_run_id: str) -> str:
+    """The deterministic key of one trained model's holdout scores."""
+    return f"s3://{settings.artifacts_bucket}/predictions/{pipeline}/holdout/run-{mlflow_run_id}.parquet"
 
 
 def proba_column(label: object) -> str:

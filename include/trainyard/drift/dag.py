@@ -69,8 +69,9 @@ failure, never a drift verdict**) → `check_drift` (Evidently `DataDriftPreset`
 - **Outputs:** HTML report + JSON summary on S3 under
   `drift/{spec.name}/ref-…/cur-…/cfg-…/`, an MLflow run in `{spec.name}-monitoring`, and this
   run's decision in `drift/{spec.name}/runs/<run_id>/decision.json`.
-- **Storm protection:** at most one drift-triggered retrain per {drift.cooldown_hours:g} h
-  cooldown, none while a run of `{spec.training_dag_id}` is queued or running. Runs inside
+- **Storm protection:** at most one monitor-triggered retrain (drift, or decay from the
+  performance monitor) per {drift.cooldown_hours:g} h cooldown, none while a run of
+  `{spec.training_dag_id}` is queued or running. Runs inside
   the cooldown still record their verdict and say *retrain suppressed: cooldown until …*.
 - **Why TriggerDagRunOperator, not Asset events:** the training DAG has `max_active_runs=1`;
   upstream reports dropped asset events for such consumers (apache/airflow#56050) and
@@ -163,8 +164,8 @@ def retrain_on(spec: PipelineSpec, decision: Any) -> None:
         trigger_run_id="{{ " + _DECISION + "['training_run_id'] }}",
         conf="{{ " + _DECISION + "['conf'] | tojson }}",
         logical_date=None,
-        # The run id is fixed per cooldown slot: if it exists, another monitor run (drift or
-        # performance, or a retry of this one) already asked for this retrain.
+        # The run id is fixed per monitor and cooldown slot: if it exists, another run of the
+        # same monitor (or a retry of this one) already asked for this retrain.
         skip_when_already_exists=True,
         wait_for_completion=False,
     )

@@ -11,9 +11,14 @@ Rules, in order:
    pipeline, whichever monitor asked) → "retrain suppressed: cooldown until …", unless forced.
 3. A training run of the pipeline is queued or running → suppressed (also when forced: a second
    run would only queue behind it, on data it may already cover).
-4. Otherwise → retrain, with a training run id that is the same for every drift run in the same
-   cooldown slot. Two drift runs that race past rules 2-3 therefore ask Airflow for the *same*
-   run id, and Airflow creates it once (the second trigger is skipped as "already exists").
+4. The other monitor's training run of this cooldown slot exists (it asked, and its ledger entry
+   is not written yet) → suppressed, unless forced.
+5. Otherwise → retrain, with a training run id that names the monitor and is the same for every
+   run of that monitor in the same cooldown slot (``drift__<slot>``, ``decay__<slot>``). Two runs
+   of one monitor that race past rules 2-4 therefore ask Airflow for the *same* run id, and
+   Airflow creates it once (the second trigger is skipped as "already exists"). A drift and a
+   decay run deciding within the same seconds, before either has triggered, is the one race left
+   open: it can give two training runs.
 
 The last drift-triggered retrain is recorded on S3 by the task that triggered it (see
 :mod:`trainyard.drift.ledger`). Airflow's Task SDK lets a task count runs by exact run ids and
@@ -48,8 +53,8 @@ Signal = Literal["drift", "decay"]
 _QUIET = frozenset(
     {"no_drift", "insufficient_data", "no_decay", "insufficient_labels", "no_predictions"}
 )
-#: Prefix of every monitor-triggered training run (both monitors share the slots).
-RUN_ID_PREFIX = "drift__"
+#: Both monitors, each of which names the training runs it triggers (``<signal>__…``).
+SIGNALS: tuple[Signal, ...] = ("drift", "decay")
 
 
 class RetrainRecord(BaseModel):
@@ -112,25 +117,40 @@ def cooldown_slot(moment: datetime, cooldown_hours: float) -> datetime:
 
 
 def training_run_id(
-    moment: datetime, cooldown_hours: float, drift_run_id: str, force: bool = False
+    moment: datetime,
+    cooldown_hours: float,
+    drift_run_id: str,
+    force: bool = False,
+    signal: Signal = "drift",
 ) -> str:
-    """The run id a drift-triggered training run gets.
+    """The run id a monitor-triggered training run gets.
 
-    Deterministic per cooldown slot (``drift__20260302T060000Z``) so racing drift runs collide
-    on it; a forced run, or a pipeline without cooldown, gets one per drift run.
+    Deterministic per monitor and cooldown slot (``drift__20260302T060000Z``,
+    ``decay__20260302T060000Z``) so racing runs of one monitor collide on it; a forced run, or a
+    pipeline without cooldown, gets one per monitor run.
 
     Args:
         moment: When the verdict was reached.
         cooldown_hours: The spec's cooldown.
-        drift_run_id: The drift DAG run asking.
-        force: The drift run was forced past the cooldown.
+        drift_run_id: The monitor DAG run asking.
+        force: The monitor run was forced past the cooldown.
+        signal: Which monitor asks (the run id's prefix).
 
     Returns:
         An Airflow run id (letters, digits and ``_.~:+-`` only).
     """
     if force or cooldown_hours <= 0:
-        return f"{RUN_ID_PREFIX}{'forced__' if force else ''}{drift_run_id}"
-    return f"{RUN_ID_PREFIX}{cooldown_slot(moment, cooldown_hours):%Y%m%dT%H%M%SZ}"
+        return f"{signal}__{'forced__' if force else ''}{drift_run_id}"
+    return f"{signal}__{cooldown_slot(moment, cooldown_hours):%Y%m%dT%H%M%SZ}"
+
+
+def sibling_run_id(moment: datetime, cooldown_hours: float, signal: Signal) -> str | None:
+    """The training run the *other* monitor asks for in this cooldown slot (rule 4), or None
+    when there are no slots (no cooldown)."""
+    if cooldown_hours <= 0:
+        return None
+    (other,) = (s for s in SIGNALS if s != signal)
+    return training_run_id(moment, cooldown_hours, "", signal=other)
 
 
 def retrain_reason(summary: dict[str, Any]) -> str:
@@ -171,6 +191,7 @@ def decide(
     force: bool = False,
     signal: Signal = "drift",
     conf: dict[str, Any] | None = None,
+    sibling_run: str | None = None,
 ) -> RetrainDecision:
     """Apply the storm-protection rules to one monitor verdict.
 
@@ -186,6 +207,8 @@ def decide(
         force: Skip the cooldown (not the active-run rule).
         signal: Which monitor: its verdict of that name retrains.
         conf: The training run's conf (default: :func:`retrain_conf` of a drift summary).
+        sibling_run: The other monitor's training run of this slot, when it exists in Airflow
+            (:func:`sibling_run_id`).
 
     Returns:
         The decision; ``retrain`` is True only for action ``retrain``.
@@ -241,6 +264,16 @@ def decide(
                 cooldown_until=cooldown_until,
                 **base,
             )
+    if sibling_run is not None and not force:
+        return RetrainDecision(
+            action="suppressed_cooldown",
+            retrain=False,
+            message=(
+                f"{signal} detected, retrain suppressed: {sibling_run} was already requested in "
+                "this cooldown slot by the other monitor"
+            ),
+            **base,
+        )
     if active_training_runs > 0:
         return RetrainDecision(
             action="suppressed_active",
@@ -252,7 +285,7 @@ def decide(
             cooldown_until=cooldown_until if in_cooldown else None,
             **base,
         )
-    run_id = training_run_id(now, cooldown_hours, drift_run_id, force)
+    run_id = training_run_id(now, cooldown_hours, drift_run_id, force, signal)
     return RetrainDecision(
         action="retrain",
         retrain=True,

@@ -471,21 +471,7 @@ def log_check(
     Returns:
         The MLflow run id.
     """
-    import tempfile
-    from pathlib import Path
-
-    import mlflow
-
-    from trainyard.core import storage
-    from trainyard.core.tracking import log_monitoring_run
-
-    def artifacts() -> None:
-        mlflow.log_dict(summary.model_dump(mode="json"), "drift/summary.json")
-        if summary.report_uri:
-            with tempfile.TemporaryDirectory(prefix="trainyard-drift-") as workdir:
-                html = Path(workdir) / "report.html"
-                html.write_bytes(storage.get_bytes(settings, summary.report_uri))
-                mlflow.log_artifact(str(html), "drift")
+    from trainyard.core.tracking import log_check_files, log_monitoring_run
 
     return log_monitoring_run(
         spec.monitoring_experiment,
@@ -498,7 +484,9 @@ def log_check(
             "columns": ",".join(summary.settings["preset"]["columns"]),
         },
         monitoring_metrics(summary),
-        artifacts,
+        lambda: log_check_files(
+            settings, "drift", summary.model_dump(mode="json"), summary.report_uri
+        ),
     )
 
 

@@ -58,7 +58,7 @@ day) → `decide` (the drift monitor's storm protection) → `retrain_requested`
   predictions: says so, no verdict. Labels for rows never scored are ignored and counted.
 - **Storm protection, shared with `{spec.drift_dag_id}`:** one cooldown of
   {spec.drift.cooldown_hours:g} h and one ledger (`drift/{spec.name}/retrains/`), none while
-  training is queued or running; the training run id is fixed per slot.
+  training is queued or running; the training run id is `decay__<slot start>`, fixed per slot.
 - **Outputs:** `performance/{spec.name}/v<version>/end-<date>/in-<sha>/summary.json`, this run's
   decision in `performance/{spec.name}/runs/<run_id>/decision.json` (signal `decay`, for
   alerts), and an MLflow run in `{spec.monitoring_experiment}` (`realised_*`, `baseline_*`).

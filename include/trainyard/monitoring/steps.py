@@ -13,12 +13,17 @@ A window with fewer than ``min_labelled_rows`` matched rows gives **insufficient
 window without predictions **no predictions**: no verdict either way. Labels for rows the
 champion never scored, and predictions of other versions, are ignored and counted.
 
-Every check leaves ``summary.json`` under a key derived from its inputs::
+The newest window with a verdict also gets Evidently's **prediction drift** (its scores against
+the champion's holdout scores) and **target drift** (its labels against the holdout's), with the
+classification / regression quality preset (:mod:`trainyard.monitoring.report`): reported, not
+acted on. Every check leaves its outputs under a key derived from its inputs::
 
     s3://<artifacts>/performance/<pipeline>/v<version>/end-<date>/in-<sha16>/summary.json
+    s3://<artifacts>/performance/<pipeline>/v<version>/end-<date>/in-<sha16>/report.html
 
 and one MLflow run in ``<pipeline>-monitoring`` (metrics ``realised_<metric>``,
-``baseline_<metric>``, ``labelled_rows``; tags ``model_version``, ``window_end``), so realised
+``baseline_<metric>``, ``labelled_rows``, ``prediction_drift_score``, ``target_drift_score``,
+``evidently_<metric>``; tags ``model_version``, ``window_end``, ``report_uri``), so realised
 performance per model version can be plotted there. :func:`evaluate_window`, :func:`drop_of`
 and :func:`verdict_of` are pure.
 """
@@ -36,6 +41,7 @@ from pydantic import BaseModel, ConfigDict
 
 from trainyard.core.errors import DeterministicError
 from trainyard.core.tracking import NoChampionError
+from trainyard.monitoring.report import ShiftSummary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,6 +68,8 @@ class Baseline(BaseModel):
     model_name: str
     version: str
     metrics: dict[str, float]
+    #: The MLflow run that trained it (keys its holdout scores).
+    run_id: str | None = None
 
 
 class WindowResult(BaseModel):
@@ -101,6 +109,9 @@ class PerformanceSummary(BaseModel):
     windows: list[WindowResult]
     summary_uri: str
     report_uri: str | None = None
+    #: Prediction and target drift of the newest window (None: see ``shift_note``).
+    shift: ShiftSummary | None = None
+    shift_note: str | None = None
 
     @property
     def newest(self) -> WindowResult:
@@ -126,7 +137,10 @@ class PerformanceSummary(BaseModel):
                 f"{realised}{drop}; {window.matched} labelled of {window.predictions} "
                 f"predictions, {window.unmatched_labels} label(s) for unscored rows ignored"
             )
+        lines.append(self.shift.describe() if self.shift else f"  {self.shift_note}")
         lines.append(f"  summary: {self.summary_uri}")
+        if self.report_uri:
+            lines.append(f"  report : {self.report_uri}")
         return "\n".join(lines)
 
     def reference_for_xcom(self) -> dict[str, Any]:
@@ -143,6 +157,8 @@ class PerformanceSummary(BaseModel):
             "window_start": self.windows[-1].start.isoformat(),
             "window_end": self.newest.end.isoformat(),
             "model": f"{self.model_name} v{self.model_version}",
+            "prediction_drift": self.shift.prediction.drifted if self.shift else None,
+            "target_drift": self.shift.target.drifted if self.shift else None,
         }
 
 
@@ -188,7 +204,7 @@ def drop_of(metric: str, realised: float, baseline: float, kind: str) -> float:
     return worse / abs(baseline) if baseline else (float("inf") if worse > 0 else 0.0)
 
 
-def _as_classes(values: Any) -> Any:
+def as_classes(values: Any) -> Any:
     """Class labels in one form (whole numbers as int64, anything else as text), so labels,
     predictions and the ``proba_<class>`` column names compare equal."""
     import pandas as pd
@@ -214,10 +230,10 @@ def realised_metrics(spec: PipelineSpec, joined: pd.DataFrame) -> dict[str, floa
     proba = [c for c in joined.columns if c.startswith(PROBA_PREFIX)]
     classification = spec.model.task == "classification"
     if classification:
-        y_true, y_pred = _as_classes(joined["label"]), _as_classes(joined["prediction"])
+        y_true, y_pred = as_classes(joined["label"]), as_classes(joined["prediction"])
         matrix = joined[proba].to_numpy(dtype="float64") if proba else None
         probabilities = matrix if matrix is not None and not np.isnan(matrix).any() else None
-        classes = list(_as_classes([c[len(PROBA_PREFIX) :] for c in proba]))
+        classes = list(as_classes([c[len(PROBA_PREFIX) :] for c in proba]))
     else:
         y_true = joined["label"].astype("float64")
         y_pred = joined["prediction"].astype("float64")
@@ -240,6 +256,11 @@ def realised_metrics(spec: PipelineSpec, joined: pd.DataFrame) -> dict[str, floa
     return values
 
 
+def champion_rows(predictions: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:
+    """The predictions the champion's version made (pure)."""
+    return predictions[predictions["model_version"].astype(str) == baseline.version]
+
+
 def evaluate_window(
     spec: PipelineSpec,
     baseline: Baseline,
@@ -260,7 +281,7 @@ def evaluate_window(
         The window's counts, realised metrics and status.
     """
     performance = _performance(spec)
-    ours = predictions[predictions["model_version"].astype(str) == baseline.version]
+    ours = champion_rows(predictions, baseline)
     joined = ours.merge(labels, on="row_id", how="inner")
     counts = {
         "start": window[0],
@@ -372,38 +393,41 @@ def champion_baseline(spec: PipelineSpec) -> Baseline:
             f"champion {name} v{champion.version} has no metric.{performance.metric} tag: its "
             "holdout value is unknown; retrain it through trainyard to fix this"
         )
-    return Baseline(model_name=name, version=str(champion.version), metrics=metrics)
+    return Baseline(
+        model_name=name, version=str(champion.version), metrics=metrics, run_id=champion.run_id
+    )
 
 
 def read_labels(spec: PipelineSpec, settings: Settings, days: list[date]) -> pd.DataFrame:
     """``row_id`` and ``label`` of the labelled rows of those days (later copies win).
 
-    Labels are Parquet: the source's own partitions (its layout), or ``labels.prefix`` with
-    ``date=YYYY-MM-DD`` folders. A day whose labels have not landed yet contributes none.
+    Labels are the source's own partitions (its layout and format, Parquet or CSV, read through
+    :func:`trainyard.data.sources.file_columns`), or Parquet under ``labels.prefix`` with
+    ``date=YYYY-MM-DD`` folders. A day whose labels have not landed yet contributes none, and so
+    does a file without the id or target column.
     """
-    import io
-
     import pandas as pd
-    import pyarrow.parquet as pq
 
     from trainyard.core import storage
-    from trainyard.data.layouts import Layout
-    from trainyard.data.sources import raw_bucket
+    from trainyard.core.spec import FilesSource
+    from trainyard.data.sources import file_columns, raw_bucket
 
     labels, schema = spec.labels, spec.schema_
     bucket = labels.bucket or raw_bucket(spec, settings)
     if labels.prefix:
-        prefix, layout = labels.prefix, Layout("date=YYYY-MM-DD")
+        source = FilesSource(kind="files", prefix=labels.prefix, partitioning="date=YYYY-MM-DD")
     else:
-        prefix, layout = spec.source.prefix, spec.source.layout
+        source = spec.source
+    columns = [schema.id_column, schema.target]
     frames = []
     for day in days:
-        for key in storage.list_keys(settings, bucket, f"{prefix}/{layout.day_folder(day)}"):
-            if not key.endswith(".parquet"):
+        folder = f"{source.prefix}/{source.layout.day_folder(day)}"
+        for key in storage.list_keys(settings, bucket, folder):
+            if not key.endswith(source.suffixes):
                 continue
-            body = storage.get_bytes(settings, f"s3://{bucket}/{key}")
-            table = pq.read_table(io.BytesIO(body), columns=[schema.id_column, schema.target])
-            frames.append(table.to_pandas())
+            uri = f"s3://{bucket}/{key}"
+            body = storage.get_bytes(settings, uri)
+            frames.extend(file_columns(spec, source, body, uri, columns))
     if not frames:
         return pd.DataFrame({"row_id": pd.Series(dtype="string"), "label": pd.Series()})
     frame = pd.concat(frames, ignore_index=True)
@@ -419,45 +443,107 @@ def read_labels(spec: PipelineSpec, settings: Settings, days: list[date]) -> pd.
 
 
 def _inputs_sha(spec: PipelineSpec, baseline: Baseline, frames: list[pd.DataFrame]) -> str:
-    """Identity of a check's inputs: settings, the champion and every window's joined data."""
+    """Identity of a check's inputs: settings, the champion, every window's joined data and
+    what shapes the drift report (Evidently's version, the sample size)."""
     import pandas as pd
+
+    from trainyard.drift.evidently import evidently_version
+    from trainyard.monitoring.report import REPORT_SAMPLE_ROWS
 
     digest = hashlib.sha256()
     digest.update(json.dumps(spec.performance.model_dump(mode="json"), sort_keys=True).encode())
     digest.update(baseline.model_dump_json().encode())
+    digest.update(f"evidently {evidently_version()} sample {REPORT_SAMPLE_ROWS}".encode())
     for frame in frames:
         digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
 
 
+def prediction_target_drift(
+    spec: PipelineSpec,
+    settings: Settings,
+    baseline: Baseline,
+    newest: WindowResult,
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+) -> tuple[ShiftSummary | None, str | None, Any]:
+    """Evidently's prediction and target drift of the newest window against the holdout scores.
+
+    Returns:
+        The drift summary, or None with the reason there is none (no verdict on the window,
+        no holdout scores kept for the champion); and Evidently's snapshot, for the HTML.
+    """
+    from trainyard.core import storage
+    from trainyard.data.predictions import holdout_scores_uri
+    from trainyard.drift.evidently import UnreadableReportError
+    from trainyard.monitoring.report import run_report
+
+    if newest.status not in ("ok", "breach"):
+        why = newest.status.replace("_", " ")
+        return None, f"no prediction/target drift report: {why} in the newest window", None
+    uri = baseline.run_id and holdout_scores_uri(settings, spec.name, baseline.run_id)
+    if not uri or not storage.exists(settings, uri):
+        return (
+            None,
+            (
+                f"no prediction/target drift report: {baseline.model_name} v{baseline.version} has "
+                "no holdout scores (trained before trainyard kept them; a retrain keeps them)"
+            ),
+            None,
+        )
+    joined = champion_rows(predictions, baseline).merge(labels, on="row_id", how="inner")
+    try:
+        shift, snapshot = run_report(spec, storage.read_parquet(settings, uri), joined)
+    except (UnreadableReportError, ValueError) as error:
+        # The report only informs; it must not hold back the decay verdict.
+        log.warning("prediction/target drift report failed: %s", error)
+        return None, f"no prediction/target drift report: Evidently failed ({error})", None
+    return shift, None, snapshot
+
+
 def check_performance(
     spec: PipelineSpec, settings: Settings, baseline: Baseline, newest_end: date
 ) -> PerformanceSummary:
-    """Evaluate the windows ending at ``newest_end``; store the summary on S3.
+    """Evaluate the windows ending at ``newest_end``; store the summary and report on S3.
 
-    The same inputs (settings, champion, predictions and labels) give the same key; a stored
+    The same inputs (settings, champion, predictions and labels) give the same keys; a stored
     summary is reused.
     """
+    import tempfile
+    from pathlib import Path
+
     from trainyard.core import storage
     from trainyard.data.predictions import read_predictions
 
     performance = _performance(spec)
-    results, inputs = [], []
+    results, inputs, newest_inputs = [], [], None
     for start, end in monitor_windows(spec, newest_end):
         days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
         predictions = read_predictions(settings, spec.name, days)
         labels = read_labels(spec, settings, days)
         results.append(evaluate_window(spec, baseline, (start, end), predictions, labels))
         inputs += [predictions[["row_id", "model_version"]].astype(str), labels.astype(str)]
+        newest_inputs = newest_inputs or (predictions, labels)
     verdict, message = verdict_of(spec, results)
     sha = _inputs_sha(spec, baseline, inputs)
-    uri = (
+    prefix = (
         f"s3://{settings.artifacts_bucket}/performance/{spec.name}/v{baseline.version}/"
-        f"end-{newest_end}/in-{sha[:16]}/summary.json"
+        f"end-{newest_end}/in-{sha[:16]}"
     )
+    uri = f"{prefix}/summary.json"
     if storage.exists(settings, uri):
         log.info("this check was done before; reusing %s", uri)
         return PerformanceSummary.model_validate_json(storage.get_bytes(settings, uri))
+    shift, shift_note, snapshot = prediction_target_drift(
+        spec, settings, baseline, results[0], *newest_inputs
+    )
+    report_uri = None
+    if snapshot is not None:
+        report_uri = f"{prefix}/report.html"
+        with tempfile.TemporaryDirectory(prefix="trainyard-performance-") as workdir:
+            html = Path(workdir) / "report.html"
+            snapshot.save_html(str(html))
+            storage.put_bytes(settings, report_uri, html.read_bytes(), "text/html; charset=utf-8")
     summary = PerformanceSummary(
         pipeline=spec.name,
         verdict=verdict,
@@ -472,22 +558,27 @@ def check_performance(
         consecutive_windows=performance.consecutive_windows,
         windows=results,
         summary_uri=uri,
+        report_uri=report_uri,
+        shift=shift,
+        shift_note=shift_note,
     )
+    # Written last: its presence marks the check as complete.
     storage.put_bytes(settings, uri, summary.model_dump_json(indent=1).encode(), "application/json")
     return summary
 
 
-def log_check(spec: PipelineSpec, summary: PerformanceSummary, context: RunContext) -> str:
-    """Log the check to ``<pipeline>-monitoring``: realised and registered metrics per window.
+def log_check(
+    spec: PipelineSpec, settings: Settings, summary: PerformanceSummary, context: RunContext
+) -> str:
+    """Log the check to ``<pipeline>-monitoring``: realised and registered metrics per window,
+    prediction and target drift, the summary and the HTML report.
 
     Idempotent: a finished MLflow run of the same Airflow (or CLI) run and summary is reused.
 
     Returns:
         The MLflow run id.
     """
-    import mlflow
-
-    from trainyard.core.tracking import log_monitoring_run
+    from trainyard.core.tracking import log_check_files, log_monitoring_run
 
     newest = summary.newest
     tags = {
@@ -501,12 +592,15 @@ def log_check(spec: PipelineSpec, summary: PerformanceSummary, context: RunConte
         "window_end": newest.end.isoformat(),
         "summary_uri": summary.summary_uri,
     }
+    if summary.report_uri:
+        tags["report_uri"] = summary.report_uri
     metrics = {
         f"baseline_{summary.metric}": summary.baseline,
         "labelled_rows": float(newest.matched),
         "predictions": float(newest.predictions),
         "unmatched_labels": float(newest.unmatched_labels),
         **{f"realised_{name}": value for name, value in newest.metrics.items()},
+        **(summary.shift.metrics() if summary.shift else {}),
     }
     if newest.drop is not None:
         metrics[f"drop_{summary.metric}"] = newest.drop
@@ -517,13 +611,16 @@ def log_check(spec: PipelineSpec, summary: PerformanceSummary, context: RunConte
         "min_labelled_rows": summary.min_labelled_rows,
         "consecutive_windows": summary.consecutive_windows,
     }
+
     return log_monitoring_run(
         spec.monitoring_experiment,
         f"{context.dag_id}/{context.run_id}",
         tags,
         params,
         metrics,
-        lambda: mlflow.log_dict(summary.model_dump(mode="json"), "performance/summary.json"),
+        lambda: log_check_files(
+            settings, "performance", summary.model_dump(mode="json"), summary.report_uri
+        ),
     )
 
 
@@ -541,4 +638,4 @@ def run_check(
     """
     baseline = champion_baseline(spec)
     summary = check_performance(spec, settings, baseline, window_end or due_end(spec, run_day))
-    return summary, log_check(spec, summary, context)
+    return summary, log_check(spec, settings, summary, context)

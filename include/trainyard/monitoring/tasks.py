@@ -46,7 +46,7 @@ def evaluate(spec: PipelineSpec, champion: dict[str, Any], context: dict[str, An
         summary = steps.check_performance(
             spec, settings, steps.Baseline.model_validate(champion), newest_end
         )
-        mlflow_run_id = steps.log_check(spec, summary, run_context(context))
+        mlflow_run_id = steps.log_check(spec, settings, summary, run_context(context))
     log.info("%s", summary.describe())
     log.info("MLflow run %s (experiment %s)", mlflow_run_id, spec.monitoring_experiment)
     conf = steps.decay_conf(summary) if summary.verdict == "decay" else None

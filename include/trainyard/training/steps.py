@@ -97,6 +97,34 @@ def score(spec: PipelineSpec, model: Any, holdout: Split) -> dict[str, float]:
     return compute_metrics(spec.metrics, model, holdout.x_test, holdout.y_test)
 
 
+def holdout_scores(spec: PipelineSpec, model: Any, holdout: Split) -> pd.DataFrame:
+    """A model's own predictions on its holdout, the monitor's reference for prediction and
+    target drift (pure).
+
+    Scored like a batch (classifiers: the most probable class and every class's probability),
+    on a seeded sample of at most :data:`~trainyard.data.predictions.HOLDOUT_SCORES_ROWS` rows.
+
+    Returns:
+        ``label``, ``prediction`` and, for classifiers with ``predict_proba``, ``proba_<class>``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from trainyard.data.predictions import HOLDOUT_SCORES_ROWS, proba_column
+    from trainyard.drift.evidently import sample_rows
+
+    rows = sample_rows(holdout.x_test, HOLDOUT_SCORES_ROWS, spec.split.seed)
+    frame = pd.DataFrame({"label": holdout.y_test.loc[rows.index].to_numpy()})
+    if spec.model.task == "classification" and hasattr(model, "predict_proba"):
+        probabilities = model.predict_proba(rows)
+        frame["prediction"] = np.asarray(model.classes_).take(probabilities.argmax(axis=1))
+        for index, label in enumerate(model.classes_):
+            frame[proba_column(label)] = probabilities[:, index]
+    else:
+        frame["prediction"] = np.asarray(model.predict(rows))
+    return frame
+
+
 def champion_incompatibility(
     spec: PipelineSpec, champion: Any, challenger: Any, holdout: Split
 ) -> str | None:
@@ -206,6 +234,21 @@ def _load(settings: Settings, snapshot: SnapshotRef) -> pd.DataFrame:
     return load_snapshot(settings, snapshot.uri, snapshot.sha256)
 
 
+def _store_holdout_scores(
+    spec: PipelineSpec, settings: Settings, mlflow_run_id: str, fitted: Fitted
+) -> str:
+    """Keep the model's holdout scores under their deterministic key (before ``model_uri`` is
+    tagged, so a run reused by a retry always has them)."""
+    from trainyard.core import storage
+    from trainyard.data.predictions import holdout_scores_uri
+
+    uri = holdout_scores_uri(settings, spec.name, mlflow_run_id)
+    frame = holdout_scores(spec, fitted.model, fitted.data)
+    storage.put_bytes(settings, uri, storage.parquet_bytes(frame))
+    log.info("holdout scores (%d rows) stored in %s", len(frame), uri)
+    return uri
+
+
 def _pip_requirements() -> list[str]:
     from importlib.metadata import version
 
@@ -309,6 +352,7 @@ def train(
             pip_requirements=_pip_requirements(),
             skops_trusted_types=trusted_types(spec, fitted.model, spec_path),
         )
+        _store_holdout_scores(spec, settings, run.info.run_id, fitted)
         # Set last: a run carrying model_uri is complete and can be reused by a retry.
         mlflow.set_tag("model_uri", info.model_uri)
     return TrainingResult(
