@@ -317,7 +317,7 @@ def test_a_decay_verdict_inside_the_drift_cooldown_gives_no_second_retrain(
     decision = _decision(settings, run)
     assert decision.action == "suppressed_cooldown", decision.message
     assert decision.message.startswith("decay detected, retrain suppressed: cooldown until ")
-    assert decay_retrain.training_run_id in decision.message
+    assert drift_retrain.training_run_id in decision.message
     assert run.task_states["trigger_retrain"] == "skipped"
     assert _retrains() == before
     assert last_retrain(settings, PIPELINE) == drift_retrain

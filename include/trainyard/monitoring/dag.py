@@ -59,9 +59,14 @@ day) → `decide` (the drift monitor's storm protection) → `retrain_requested`
 - **Storm protection, shared with `{spec.drift_dag_id}`:** one cooldown of
   {spec.drift.cooldown_hours:g} h and one ledger (`drift/{spec.name}/retrains/`), none while
   training is queued or running; the training run id is `decay__<slot start>`, fixed per slot.
-- **Outputs:** `performance/{spec.name}/v<version>/end-<date>/in-<sha>/summary.json`, this run's
-  decision in `performance/{spec.name}/runs/<run_id>/decision.json` (signal `decay`, for
-  alerts), and an MLflow run in `{spec.monitoring_experiment}` (`realised_*`, `baseline_*`).
+- **Prediction and target drift** (reported, never retrain): the newest window's scores and
+  labels against the champion's holdout scores, with Evidently's drift and
+  classification/regression presets.
+- **Outputs:** `performance/{spec.name}/v<version>/end-<date>/in-<sha>/summary.json` and
+  `report.html` (Evidently), this run's decision in
+  `performance/{spec.name}/runs/<run_id>/decision.json` (signal `decay`, for alerts), and an
+  MLflow run in `{spec.monitoring_experiment}` (`realised_*`, `baseline_*`,
+  `prediction_drift_score`, `target_drift_score`, `evidently_*`).
 
 **Manual runs** (Trigger DAG w/ config): `window_end` (the newest window's last day), `force`.
 """
