@@ -132,3 +132,29 @@ def test_quality_keeps_single_numbers_and_the_mean_of_mean_std_values() -> None:
         ]
     }
     assert quality_of(report) == {"accuracy": 0.9, "mae": 3.0}
+
+
+def test_no_report_without_a_verdict_or_without_the_champions_holdout_scores() -> None:
+    """Both are decided before any storage is read (settings=None would fail if it were)."""
+    from datetime import date
+
+    from trainyard.monitoring.steps import Baseline, WindowResult, prediction_target_drift
+
+    day = date(2026, 3, 2)
+    counts = {"predictions": 10, "other_versions": 0, "labels": 10, "matched": 10}
+    window = WindowResult(start=day, end=day, status="ok", metrics={}, unmatched_labels=0, **counts)
+    frames = (pd.DataFrame(), pd.DataFrame())
+    old = Baseline(model_name="churn", version="3", metrics={"accuracy": 0.8})  # no run id
+
+    few = window.model_copy(update={"status": "insufficient_labels"})
+    assert prediction_target_drift(_churn(), None, old, few, *frames) == (
+        None,
+        "no prediction/target drift report: insufficient labels in the newest window",
+        None,
+    )
+    shift, note, snapshot = prediction_target_drift(_churn(), None, old, window, *frames)
+    assert shift is None and snapshot is None
+    assert note == (
+        "no prediction/target drift report: churn v3 has no holdout scores (trained before "
+        "trainyard kept them; a retrain keeps them)"
+    )
