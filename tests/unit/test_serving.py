@@ -228,3 +228,55 @@ def test_a_bare_estimator_predicts_without_a_transform() -> None:
     assert probabilities is None
     assert [str(dtype) for dtype in frame.dtypes] == ["float64", "int64", "bool"]
     assert predictions.tolist() == model.predict(frame.to_numpy(dtype=float)).tolist()
+
+
+def test_predictions_run_off_the_event_loop() -> None:
+    """While a prediction runs, the same app answers /health: the event loop is not blocked."""
+    import asyncio
+    import threading
+    from pathlib import Path
+
+    import httpx
+
+    from trainyard.core.settings import Settings
+    from trainyard.core.spec import load_spec
+    from trainyard.serving.app import create_app
+
+    started, release = threading.Event(), threading.Event()
+
+    class BlockingModel:
+        classes_ = np.array([0, 1])
+        released: bool | None = None
+
+        def predict_proba(self, frame: object) -> np.ndarray:
+            started.set()
+            # Predicting on the event loop would block /health below: this wait would time out.
+            self.released = release.wait(10)
+            return np.array([[0.25, 0.75]])
+
+        def predict(self, frame: object) -> np.ndarray:
+            return np.array([1])
+
+    spec = load_spec(Path(__file__).parents[2] / "include" / "pipelines" / "churn.yaml")
+    model = BlockingModel()
+    app = create_app(Settings.from_env({}), ServingSettings(), [spec])
+    # No lifespan here (nothing loads from MLflow): the model is put in place directly.
+    app.state.follower._served = {spec.name: _served(model, (Column("x", "number"),))}
+
+    async def health_while_predicting() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
+            body = {"records": [{"x": 1.0}]}
+            predicting = asyncio.create_task(client.post(f"/predict/{spec.name}", json=body))
+            assert await asyncio.to_thread(started.wait, 10)
+            health = await client.get("/health")
+            release.set()
+            return health, await predicting
+
+    health, answer = asyncio.run(health_while_predicting())
+
+    assert health.status_code == 200
+    assert model.released is True
+    assert answer.status_code == 200
+    assert answer.json()["predictions"] == [1]
+    assert answer.json()["probabilities"] == [{"0": 0.25, "1": 0.75}]

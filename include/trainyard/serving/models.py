@@ -60,6 +60,10 @@ class ServedModel:
             probabilities = estimator.predict_proba(features)
         return estimator.predict(features), probabilities
 
+    def predict_records(self, records: list[dict[str, Any]]) -> tuple[Any, Any | None]:
+        """:meth:`predict` of checked request records (:func:`features_frame`)."""
+        return self.predict(features_frame(self, records))
+
     def describe(self) -> dict[str, Any]:
         """What ``GET /models`` shows for it."""
         return {
@@ -150,7 +154,7 @@ def load_version(spec: PipelineSpec, version: Any) -> ServedModel:
     )
     if example is not None:
         # Warm-up: the first predict of a freshly loaded pipeline pays one-off costs.
-        served.predict(features_frame(served, example.to_dict("records")))
+        served.predict_records(example.to_dict("records"))
     return served
 
 
