@@ -385,6 +385,8 @@ def print_ui_tour(stack: Stack, api: AirflowApi, dag_id: str, run_id: str) -> No
     Checks what it points at (the task's state and the MLflow run its link opens) so the
     directions are never stale.
     """
+    from urllib.parse import quote
+
     from trainyard.core.settings import Settings
     from trainyard.ui.links import LINKS_XCOM_KEY, LinkKind, link_url, references_of
     from trainyard.ui.models_page import URL_PREFIX
@@ -407,7 +409,8 @@ def print_ui_tour(stack: Stack, api: AirflowApi, dag_id: str, run_id: str) -> No
                 f"1. log in at {stack.airflow_url} (user {AIRFLOW_ADMIN}, "
                 f"password {stack.credentials.airflow_password})",
                 f"2. open the `train` task ({state}) of run {run_id}:",
-                f"   {stack.airflow_url}/dags/{dag_id}/runs/{run_id}/tasks/train/details",
+                f"   {stack.airflow_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}"
+                "/tasks/train/details",
                 f"3. click its '{LinkKind.MLFLOW_RUN.value}' button (task header): it opens",
                 f"   {mlflow_url or '(no MLflow run recorded by this task)'}",
                 "4. 'Models' in the navigation (one row per pipeline: its champion, metrics,",
