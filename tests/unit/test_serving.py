@@ -218,7 +218,10 @@ def test_a_bare_estimator_predicts_without_a_transform() -> None:
 
     columns = (Column("x", "number"), Column("n", "integer"), Column("flag", "boolean"))
     records = [{"x": 1.0, "n": 2, "flag": True}, {"x": 3, "n": 5, "flag": False}]
-    model = LinearRegression().fit(np.array([[0.0, 1, 0], [1.0, 0, 1], [2.0, 3, 1]]), [0, 1, 5])
+    import pandas as pd
+
+    training = pd.DataFrame({"x": [0.0, 1.0, 2.0], "n": [1, 0, 3], "flag": [False, True, True]})
+    model = LinearRegression().fit(training, [0, 1, 5])
     served = _served(model, columns)
 
     frame = features_frame(served, records)
@@ -227,7 +230,7 @@ def test_a_bare_estimator_predicts_without_a_transform() -> None:
     assert served.preprocessor is None
     assert probabilities is None
     assert [str(dtype) for dtype in frame.dtypes] == ["float64", "int64", "bool"]
-    assert predictions.tolist() == model.predict(frame.to_numpy(dtype=float)).tolist()
+    assert predictions.tolist() == model.predict(pd.DataFrame.from_records(records)).tolist()
 
 
 def test_predictions_run_off_the_event_loop() -> None:
