@@ -13,6 +13,7 @@
     trainyard score PIPELINE [--date D]               batch-score partitions with the champion
     trainyard monitor PIPELINE [--window-end D]       realised performance on delayed labels
     trainyard history PIPELINE [--json]               the model's alias moves (audit trail)
+    trainyard card PIPELINE [--version N]             a version's model card (default: champion)
     trainyard rollback PIPELINE [--to N] --reason R   make an earlier version champion again
     trainyard restore-aliases PIPELINE --reason R     rebuild the aliases from the audit trail
     trainyard serve [--host H] [--port P]             the model server (TRAINYARD_SERVING_*)
@@ -372,6 +373,28 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_card(args: argparse.Namespace) -> int:
+    from trainyard.core.tracking import champion_version
+    from trainyard.governance.model_card import read_card
+
+    spec = _spec(args.pipeline)
+    name = spec.registered_model_name
+    version = (args.version or "").strip().removeprefix("v")
+    if not version:
+        champion = champion_version(name)
+        if champion is None:
+            raise ArgumentError(f"{name} has no champion; name a version with --version N")
+        version = str(champion.version)
+    card = read_card(_settings(), name, version)
+    if card is None:
+        raise ArgumentError(
+            f"{name} v{version} has no model card (no such version, or "
+            "registered before cards were written)"
+        )
+    print(card, file=args.out, end="")
+    return 0
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     from trainyard.governance.rollback import rollback
 
@@ -505,6 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("pipeline")
     history.add_argument("--json", action="store_true", help="print the events as JSON")
     history.set_defaults(func=cmd_history)
+    card = commands.add_parser("card", help="a registered version's model card (Markdown)")
+    card.add_argument("pipeline")
+    card.add_argument("--version", help="version N (default: the champion)")
+    card.set_defaults(func=cmd_card)
     rollback = commands.add_parser("rollback", help="make an earlier version champion again")
     rollback.add_argument("pipeline")
     rollback.add_argument("--to", help="version N (default: the one holding 'previous')")

@@ -127,6 +127,35 @@ def test_first_run_logs_dataset_params_and_gate_to_mlflow(first_run) -> None:
     assert {"gate/decision.json", "gate/decision.txt"} <= artifacts
 
 
+def test_registered_version_has_a_model_card_mlflow_shows(first_run, settings, capsys) -> None:
+    from mlflow import MlflowClient
+
+    from trainyard.cli import main
+    from trainyard.governance.model_card import RUN_ARTIFACT, card_uri, read_card
+
+    run = first_run.run
+    assert run.state == "success", run.task_states
+    version = run.xcoms["report"]["version"]
+    card = read_card(settings, "churn", version)
+    assert card is not None, f"no card at {card_uri(settings, 'churn', version)}"
+    window_start = (WINDOW_END - timedelta(days=27)).isoformat()
+    assert f"window: {window_start} to {WINDOW_END.isoformat()}" in card
+    assert f"{run.xcoms['ingest']['rows']} rows in the snapshot" in card
+    for metric, value in run.xcoms["evaluate"]["challenger"].items():
+        assert f"| {metric} | {value:.4f} |" in card
+    assert run.xcoms["train"]["mlflow_run_id"] in card
+    assert spec_named("churn").intended_use in " ".join(card.split())
+
+    client = MlflowClient()
+    assert client.get_model_version("churn", version).description == card
+    run_id = run.xcoms["train"]["mlflow_run_id"]
+    assert RUN_ARTIFACT in {a.path for a in client.list_artifacts(run_id)}
+
+    capsys.readouterr()
+    assert main(["card", "churn", "--version", version]) == 0
+    assert capsys.readouterr().out == card
+
+
 def test_rerun_on_same_window_has_same_snapshot_and_registers_nothing_new(
     first_run, champion, run_dag
 ) -> None:

@@ -29,6 +29,23 @@ def test_settings_come_from_the_environment() -> None:
     assert Settings.from_env({}).s3_endpoint_url is None
 
 
+def test_the_first_task_retry_waits_the_configured_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from trainyard.airflow.common import dag_arguments
+    from trainyard.core.spec import load_spec
+
+    spec = load_spec(Path(__file__).parents[2] / "include" / "pipelines" / "breast_cancer.yaml")
+    monkeypatch.delenv("TRAINYARD_TASK_RETRY_DELAY", raising=False)
+    assert dag_arguments(spec, timedelta(hours=1))["default_args"]["retry_delay"] == timedelta(
+        seconds=30
+    )
+    monkeypatch.setenv("TRAINYARD_TASK_RETRY_DELAY", "2")
+    assert dag_arguments(spec, timedelta(hours=1))["default_args"]["retry_delay"] == timedelta(
+        seconds=2
+    )
+
+
 def test_s3_uri() -> None:
     uri = S3Uri.parse("s3://bucket/a/b.parquet")
     assert (uri.bucket, uri.key, str(uri)) == ("bucket", "a/b.parquet", "s3://bucket/a/b.parquet")

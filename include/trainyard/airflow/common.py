@@ -15,6 +15,7 @@ from airflow.sdk import Param
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from trainyard.core.errors import DeterministicError, NothingToDoError
+from trainyard.core.settings import Settings
 
 if TYPE_CHECKING:
     from trainyard.core.lineage import RunContext
@@ -28,8 +29,9 @@ def dag_arguments(spec: PipelineSpec, execution_timeout: timedelta) -> dict[str,
     """The ``DAG(...)`` arguments every trainyard DAG shares.
 
     A fixed start date without catch-up, one run at a time, the spec's owner, and retries with
-    exponential backoff for transient failures (S3, MLflow, network). Deterministic failures skip
-    these retries: :func:`airflow_failures` turns them into ``AirflowFailException``.
+    exponential backoff for transient failures (S3, MLflow, network, a killed task process),
+    the first after ``TRAINYARD_TASK_RETRY_DELAY`` seconds (default 30). Deterministic failures
+    skip these retries: :func:`airflow_failures` turns them into ``AirflowFailException``.
 
     Args:
         spec: The pipeline (its owner).
@@ -42,7 +44,7 @@ def dag_arguments(spec: PipelineSpec, execution_timeout: timedelta) -> dict[str,
         "default_args": {
             "owner": spec.owner,
             "retries": 2,
-            "retry_delay": timedelta(seconds=30),
+            "retry_delay": timedelta(seconds=Settings.from_env().task_retry_delay_seconds),
             "retry_exponential_backoff": 2.0,
             "max_retry_delay": timedelta(minutes=10),
             "execution_timeout": execution_timeout,
@@ -135,7 +137,6 @@ def airflow_failures(spec: PipelineSpec, what: str = "run") -> Iterator[None]:
         what: What a skip skips, for the message.
     """
     from trainyard.core.services import service_errors
-    from trainyard.core.settings import Settings
     from trainyard.data.sources import MissingPartitionsError
 
     try:

@@ -23,6 +23,8 @@ The embedded stack, the production-shape run and docker-compose all set the same
   the step fails as "unavailable" (then Airflow's task retries take over). For MLflow they are
   defaults of ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, which win
   when set.
+- ``TRAINYARD_TASK_RETRY_DELAY`` (seconds, default 30): the delay before an Airflow task's first
+  retry (doubled for each further one, up to 10 minutes); read when the DAGs are parsed.
 - ``TRAINYARD_MLFLOW_UI_URL`` / ``TRAINYARD_S3_PUBLIC_URL``: where a person's browser reaches
   the MLflow UI and S3, for the links of the Airflow UI (default: ``MLFLOW_TRACKING_URI`` and the
   S3 endpoint, right when the browser and Airflow see the services at the same address).
@@ -61,6 +63,7 @@ class Settings:
     requirements_lock: Path = _INCLUDE_DIR.parent / "requirements.lock"
     service_timeout_seconds: int = 30
     service_retries: int = 2
+    task_retry_delay_seconds: int = 30
     mlflow_ui_url: str = "http://127.0.0.1:5000"
     s3_public_url: str | None = None
 
@@ -94,6 +97,7 @@ class Settings:
             ),
             service_timeout_seconds=int(env.get("TRAINYARD_SERVICE_TIMEOUT") or 30),
             service_retries=int(env.get("TRAINYARD_SERVICE_RETRIES") or 2),
+            task_retry_delay_seconds=int(env.get("TRAINYARD_TASK_RETRY_DELAY") or 30),
             mlflow_ui_url=env.get("TRAINYARD_MLFLOW_UI_URL")
             or env.get("MLFLOW_TRACKING_URI")
             or cls.mlflow_ui_url,

@@ -480,6 +480,15 @@ class PipelineSpec(_Frozen):
     name: Name
     description: str = ""
     owner: str = "ml-platform"
+    intended_use: str = Field(
+        default="",
+        description="What the model is for and who may rely on it (shown on its model card).",
+    )
+    limitations: str = Field(
+        default="",
+        description="Known limits: populations, ranges or uses it was not built for (shown on "
+        "its model card).",
+    )
     tags: tuple[str, ...] = ()
     schedule: str | None = "0 2 * * *"
     source: Source

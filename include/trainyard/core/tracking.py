@@ -1,4 +1,4 @@
-"""MLflow: alias lookups and finding a finished run again.
+"""MLflow: alias lookups, finding a finished run again, closing the runs of killed tasks.
 
 Aliases move only through :func:`trainyard.governance.aliases.move` (audited).
 
@@ -64,6 +64,43 @@ def find_finished_run(experiment_id: str, tags: dict[str, str]) -> Any | None:
         max_results=1,
     )
     return runs[0] if runs else None
+
+
+def close_orphaned_runs(experiment_id: str, tags: dict[str, str]) -> list[str]:
+    """Mark RUNNING runs carrying every one of ``tags`` KILLED, and their unfinished models FAILED.
+
+    A task process killed mid-run (SIGKILL, out of memory, a lost worker) never ends its MLflow
+    run: it would stay RUNNING forever, and the model it was logging PENDING. The retry of that
+    task calls this first, with the tags naming its Airflow run, so the killed attempt's work is
+    visibly closed and never mistaken for a live one.
+
+    Args:
+        experiment_id: The experiment to search.
+        tags: Tags every orphan carries (e.g. the Airflow DAG and run ids).
+
+    Returns:
+        The ids of the runs marked KILLED.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import LoggedModelStatus
+
+    client = MlflowClient()
+    conditions = [f"tags.{key} = '{value}'" for key, value in tags.items()]
+    orphans = client.search_runs(
+        [experiment_id],
+        filter_string=" and ".join([*conditions, "attributes.status = 'RUNNING'"]),
+    )
+    for orphan in orphans:
+        run_id = orphan.info.run_id
+        models = client.search_logged_models(
+            [experiment_id], filter_string=f"source_run_id = '{run_id}'"
+        )
+        for model in models:
+            if model.status == LoggedModelStatus.PENDING:
+                client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+        client.set_tag(run_id, "closed_as_orphan", "the task process ended without closing it")
+        client.set_terminated(run_id, status="KILLED")
+    return [orphan.info.run_id for orphan in orphans]
 
 
 def log_monitoring_run(

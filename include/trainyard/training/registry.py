@@ -72,8 +72,8 @@ def register(
     decision: GateDecision,
     context: RunContext,
 ) -> Registration:
-    """Register the model that passed the gate, with its lineage; make it champion (or, with
-    ``promotion.mode: approval``, challenger until a person approves it).
+    """Register the model that passed the gate, with its lineage and model card; make it
+    champion (or, with ``promotion.mode: approval``, challenger until a person approves it).
 
     Idempotent: a version already registered from the same MLflow run, or holding the same
     training fingerprint (same snapshot, spec and code, hence the same model), is reused instead
@@ -81,7 +81,8 @@ def register(
     registered one, the lowest version of the fingerprint wins and the others are deleted before
     any alias moves. The old champion gets the ``previous`` alias; the move is an audit event
     (actor and reason from ``context``; see :func:`trainyard.governance.aliases.move`, which a
-    retry or a rerun uses to finish an interrupted move).
+    retry or a rerun uses to finish an interrupted move). A version without a description gets
+    its model card (:mod:`trainyard.governance.model_card`).
 
     Returns:
         The version, now holding ``champion`` (or ``challenger``).
@@ -92,7 +93,7 @@ def register(
     import mlflow
     from mlflow import MlflowClient
 
-    from trainyard.governance import aliases
+    from trainyard.governance import aliases, model_card
     from trainyard.governance.audit import Cause
 
     if not decision.passed:
@@ -127,13 +128,32 @@ def register(
     alias = aliases.CHALLENGER if now.get(aliases.CHALLENGER) == str(version.version) else CHAMPION
     previous = event.from_version if event is not None and action == "promote" else None
     client.set_tag(training.mlflow_run_id, "registered_version", str(version.version))
+    current = client.get_model_version(name, version.version)
+    if not current.description:
+        # A version gets its card once; a retry or a rerun reusing the version keeps it.
+        card = model_card.render_card(
+            model_card.CardFacts(
+                spec=spec,
+                version=str(current.version),
+                alias=alias,
+                snapshot=snapshot,
+                validation=validation,
+                training=training,
+                decision=decision,
+                lineage=current.tags,
+                drift=model_card.drift_status_before(
+                    spec, client.get_run(training.mlflow_run_id).info.start_time
+                ),
+            )
+        )
+        log.info("model card %s", model_card.publish(settings, name, current, card))
     return Registration(
         model_name=name,
         version=str(version.version),
         alias=alias,
         created=created,
         previous_version=previous,
-        lineage=dict(client.get_model_version(name, version.version).tags),
+        lineage=dict(current.tags),
     )
 
 

@@ -224,7 +224,9 @@ def train(
 
     Logs params, the dataset input (S3 source and digest), the validation report and the model
     (signature, input example, explicit pip requirements). A retry of the same Airflow run on the
-    same snapshot reuses the finished MLflow run instead of training again.
+    same snapshot reuses the finished MLflow run instead of training again; runs of the same
+    Airflow run left RUNNING by a killed attempt are closed as KILLED first
+    (:func:`~trainyard.core.tracking.close_orphaned_runs`).
 
     Args:
         spec: The pipeline.
@@ -246,7 +248,7 @@ def train(
     import mlflow
     from mlflow.models import infer_signature
 
-    from trainyard.core.tracking import find_finished_run
+    from trainyard.core.tracking import close_orphaned_runs, find_finished_run
     from trainyard.training.preflight import preflight, trusted_types
 
     if not validation.success:
@@ -254,6 +256,9 @@ def train(
     spec_path = settings.pipelines_dir / f"{spec.name}.yaml"
     preflight(spec, spec_path)
     experiment = mlflow.set_experiment(spec.experiment_name)
+    closed = close_orphaned_runs(experiment.experiment_id, context.identity())
+    if closed:
+        log.warning("closed MLflow run(s) %s of an earlier, killed attempt as KILLED", closed)
     existing = find_finished_run(
         experiment.experiment_id, {**context.identity(), "snapshot_sha256": snapshot.sha256}
     )
