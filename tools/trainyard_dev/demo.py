@@ -366,9 +366,14 @@ def ask_server(stack: Stack, pipeline: str, api_key: str | None = None) -> str:
 
 
 def show_serving(stack: Stack, outcome: dict, api_key: str | None = None) -> None:
-    """Wait for the model server to serve the run's champion, then print a curl example."""
+    """Wait for the model server to serve the run's champion, then print a curl example.
+
+    A run that promoted nothing leaves the champion as it was: the server answers with it.
+    """
     pipeline, version = outcome["pipeline"], outcome["version"]
     if outcome["status"] != "registered":
+        print(f"\nmodel server ({stack.serving_url}) keeps serving the champion")
+        print("  " + ask_server(stack, pipeline, api_key))
         return
     took = follow_champion(stack, pipeline, version, api_key)
     if took is None:
