@@ -21,10 +21,17 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
-from tests.support import SESSION_DIR, champion_of, run_dag_in_process, spec_named
+from tests.support import (
+    SESSION_DIR,
+    champion_of,
+    evidence_link,
+    run_dag_in_process,
+    spec_named,
+)
 from trainyard_dev.airflow_api import AirflowApi
 from trainyard_dev.services import ServiceRunner, free_ports, http_ok, wait_for
 
@@ -179,7 +186,12 @@ def test_request_shows_gate_checks_metrics_and_links(settings, api, churn_days) 
     seen: dict[str, Any] = {}
 
     def look_then_reject(detail: dict) -> None:
+        from trainyard.core.tracking import alias_version
+        from trainyard.ui.models_page import pending_from_version
+
         seen.update(detail)
+        # What the Models page shows while the person has not answered yet.
+        seen["pending"] = pending_from_version(alias_version(MODEL, "challenger"))
         _respond(api, "Reject", "just looking")(detail)
 
     run = _run(FIRST_DAY + timedelta(days=3), api, look_then_reject)
@@ -192,6 +204,14 @@ def test_request_shows_gate_checks_metrics_and_links(settings, api, churn_days) 
     assert f"| roc_auc | {roc_auc:.4f} |" in body
     assert "[MLflow run](http" in body and "[validation result](http" in body
     assert seen["options"] == ["Approve", "Reject"]
+    # The approval task links to its Required Action, where the Models page's pending approval
+    # (the version waiting as challenger) links too.
+    recorded, url = evidence_link("Required action", DAG_ID, run.run_id, "approval")
+    run_path = f"/dags/{DAG_ID}/runs/{quote(run.run_id, safe='')}"
+    assert recorded == f"{run_path}/tasks/approval/required_actions"
+    assert url == recorded  # on the Airflow UI's own site ([api] base_url unset)
+    assert seen["pending"].version == version
+    assert seen["pending"].required_action_ref == recorded
 
 
 def test_rejected_challenger_leaves_the_champion_and_keeps_the_reviewers_words(
