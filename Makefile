@@ -70,6 +70,7 @@ bench: $(VENV)/.dev  ## run the benchmarks (figures go to benchmarks/results/)
 	$(BIN)/python benchmarks/drift_check.py
 	$(BIN)/python benchmarks/drift_to_retrain_latency.py
 	$(BIN)/python benchmarks/fault_time_to_fail.py
+	$(BIN)/python benchmarks/fault_recovery.py
 	$(BIN)/python benchmarks/serving_latency.py
 
 bench-serving: $(VENV)/.dev  ## model server vs mlflow models serve (p50/p95/p99, CPU); alias move -> served

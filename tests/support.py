@@ -42,6 +42,38 @@ LINEAGE_TAGS = {
 }
 
 
+def require_local_servers(stack: Any) -> None:
+    """Skip the test (fail it under ``CI=true``) unless the local PostgreSQL and Redis a
+    production-shape stack needs, and psql, are there."""
+    import os
+    import shutil
+
+    import pytest
+
+    problems = stack.check_servers()
+    if shutil.which("psql") is None:
+        problems.append("psql (the PostgreSQL client) is not on PATH")
+    if not problems:
+        return
+    message = "the production-shape test needs local PostgreSQL and Redis: " + "; ".join(problems)
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (CI=true: this test must run, not skip)")
+    pytest.skip(message)
+
+
+def s3_client_of(stack: Any) -> Any:
+    """A boto3 S3 client of a stack's own S3 (its endpoint and keys, not the environment's)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.s3_url,
+        aws_access_key_id=stack.secrets.s3_access_key,
+        aws_secret_access_key=stack.secrets.s3_secret_key,
+        region_name="us-east-1",
+    )
+
+
 def spec_named(name: str) -> Any:
     """A spec from the session's pipelines folder."""
     from trainyard.core.spec import load_spec

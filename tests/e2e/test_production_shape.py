@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -30,25 +28,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import LINEAGE_TAGS, REPO
+from tests.support import LINEAGE_TAGS, REPO, require_local_servers, s3_client_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 WINDOW_END = date(2026, 6, 30)
 REASON = "test: production shape"
 CODE_VERSION = "image-build-of-the-prod-shape-test"  # what GIT_COMMIT sets in the image
-
-
-def _require_local_servers(stack: Any) -> None:
-    problems = stack.check_servers()
-    if shutil.which("psql") is None:
-        problems.append("psql (the PostgreSQL client) is not on PATH")
-    if not problems:
-        return
-    message = "the production-shape test needs local PostgreSQL and Redis: " + "; ".join(problems)
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message + " (CI=true: this test must run, not skip)")
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +55,7 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             "TRAINYARD_GIT_COMMIT": CODE_VERSION,
         },
     )
-    _require_local_servers(stack)
+    require_local_servers(stack)
     try:
         stack.up()
         with pytest.MonkeyPatch.context() as patch:
@@ -110,18 +96,6 @@ def _query(prod: Any, purpose: str, sql: str) -> list[tuple]:
     ):
         cursor.execute(sql)
         return cursor.fetchall()
-
-
-def _s3(prod: Any) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=prod.s3_url,
-        aws_access_key_id=prod.secrets.s3_access_key,
-        aws_secret_access_key=prod.secrets.s3_secret_key,
-        region_name="us-east-1",
-    )
 
 
 def test_each_airflow_component_is_a_process_on_postgres_and_redis(prod) -> None:
@@ -212,7 +186,7 @@ def test_data_and_model_artifacts_are_in_s3(prod, training_run) -> None:
 
     from trainyard.core.storage import S3Uri
 
-    s3 = _s3(prod)
+    s3 = s3_client_of(prod)
     tags = (
         MlflowClient(tracking_uri=prod.mlflow_url)
         .get_model_version_by_alias("churn", "champion")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Param
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from trainyard.alerts.notifiers import TaskFailedNotifier
 from trainyard.core.errors import DeterministicError, NothingToDoError
 from trainyard.core.settings import Settings
 
@@ -31,7 +32,9 @@ def dag_arguments(spec: PipelineSpec, execution_timeout: timedelta) -> dict[str,
     A fixed start date without catch-up, one run at a time, the spec's owner, and retries with
     exponential backoff for transient failures (S3, MLflow, network, a killed task process),
     the first after ``TRAINYARD_TASK_RETRY_DELAY`` seconds (default 30). Deterministic failures
-    skip these retries: :func:`airflow_failures` turns them into ``AirflowFailException``.
+    skip these retries: :func:`airflow_failures` turns them into ``AirflowFailException``. A task
+    that fails for good (not an attempt that will be retried) sends an alert
+    (:class:`~trainyard.alerts.notifiers.TaskFailedNotifier`).
 
     Args:
         spec: The pipeline (its owner).
@@ -48,6 +51,7 @@ def dag_arguments(spec: PipelineSpec, execution_timeout: timedelta) -> dict[str,
             "retry_exponential_backoff": 2.0,
             "max_retry_delay": timedelta(minutes=10),
             "execution_timeout": execution_timeout,
+            "on_failure_callback": [TaskFailedNotifier(spec.name)],
         },
     }
 

@@ -32,7 +32,7 @@ The embedded stack, the production-shape run and docker-compose all set the same
   queue), so training can run on its own pool of workers.
 
 The model server (``trainyard serve``) reads its own variables, ``TRAINYARD_SERVING_*``, into
-:class:`ServingSettings`.
+:class:`ServingSettings`; alerts read ``TRAINYARD_ALERT_*`` into :class:`AlertSettings`.
 """
 
 from __future__ import annotations
@@ -195,3 +195,91 @@ class ServingSettings:
                 "an unsigned webhook would let anyone make the server reload"
             )
         return settings
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Where alerts go (:mod:`trainyard.alerts`), from ``TRAINYARD_ALERT_*`` variables.
+
+    Every channel that is configured gets each alert; none configured: alerts are only logged.
+
+    - ``TRAINYARD_ALERT_SMTP_HOST`` / ``_SMTP_PORT``: SMTP server (unset: no e-mail; port 25);
+      ``_SMTP_USER`` / ``_SMTP_PASSWORD``: its login, if it needs one; ``_SMTP_STARTTLS=true``:
+      STARTTLS before logging in; ``_EMAIL_FROM`` (``trainyard@localhost``) and ``_EMAIL_TO``
+      (comma-separated recipients, required with an SMTP host).
+    - ``TRAINYARD_ALERT_SLACK_WEBHOOK_URL``: a Slack-compatible incoming webhook (``{"text"}``).
+    - ``TRAINYARD_ALERT_WEBHOOK_URL``: a generic JSON webhook (the whole alert as JSON).
+    - ``TRAINYARD_ALERT_TIMEOUT``: seconds one delivery may take (10).
+    - ``TRAINYARD_AIRFLOW_UI_URL``: where people reach Airflow, for the links (default
+      ``AIRFLOW__API__BASE_URL``, else ``http://localhost:8080``).
+    """
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_starttls: bool = False
+    email_from: str = "trainyard@localhost"
+    email_to: tuple[str, ...] = ()
+    slack_webhook_url: str | None = field(default=None, repr=False)
+    webhook_url: str | None = None
+    timeout_seconds: float = 10.0
+    airflow_ui_url: str = "http://localhost:8080"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AlertSettings:
+        """Read the alert settings from ``environ`` (default: ``os.environ``).
+
+        Raises:
+            ValueError: A number is not a number, or an SMTP host comes without recipients.
+        """
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def number(name: str, default: float) -> float:
+            raw = env.get(f"TRAINYARD_ALERT_{name}")
+            if raw in (None, ""):
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise ValueError(f"TRAINYARD_ALERT_{name}={raw!r} is not a number") from None
+
+        settings = cls(
+            smtp_host=env.get("TRAINYARD_ALERT_SMTP_HOST") or None,
+            smtp_port=int(number("SMTP_PORT", defaults.smtp_port)),
+            smtp_user=env.get("TRAINYARD_ALERT_SMTP_USER") or None,
+            smtp_password=env.get("TRAINYARD_ALERT_SMTP_PASSWORD") or None,
+            smtp_starttls=env.get("TRAINYARD_ALERT_SMTP_STARTTLS", "").lower()
+            in {"1", "true", "yes"},
+            email_from=env.get("TRAINYARD_ALERT_EMAIL_FROM") or defaults.email_from,
+            email_to=tuple(
+                address.strip()
+                for address in env.get("TRAINYARD_ALERT_EMAIL_TO", "").split(",")
+                if address.strip()
+            ),
+            slack_webhook_url=env.get("TRAINYARD_ALERT_SLACK_WEBHOOK_URL") or None,
+            webhook_url=env.get("TRAINYARD_ALERT_WEBHOOK_URL") or None,
+            timeout_seconds=number("TIMEOUT", defaults.timeout_seconds),
+            airflow_ui_url=(
+                env.get("TRAINYARD_AIRFLOW_UI_URL")
+                or env.get("AIRFLOW__API__BASE_URL")
+                or defaults.airflow_ui_url
+            ).rstrip("/"),
+        )
+        if settings.smtp_host and not settings.email_to:
+            raise ValueError(
+                "TRAINYARD_ALERT_SMTP_HOST is set without TRAINYARD_ALERT_EMAIL_TO: "
+                "nobody to send the alerts to"
+            )
+        return settings
+
+    @property
+    def channels(self) -> list[str]:
+        """The configured channels: ``smtp``, ``slack``, ``webhook`` (empty: log only)."""
+        configured = {
+            "smtp": self.smtp_host,
+            "slack": self.slack_webhook_url,
+            "webhook": self.webhook_url,
+        }
+        return [name for name, value in configured.items() if value]

@@ -99,6 +99,30 @@ def put_bytes(settings: Settings, uri: str, body: bytes, content_type: str | Non
     client(settings).put_object(Bucket=target.bucket, Key=target.key, Body=body, **extra)
 
 
+def put_if_absent(
+    settings: Settings, uri: str, body: bytes, content_type: str | None = None
+) -> bool:
+    """Write an object only if there is none at ``uri`` (a conditional ``If-None-Match: *`` put).
+
+    Returns:
+        True if this call wrote it, False if an object was already there.
+    """
+    from botocore.exceptions import ClientError
+
+    target = S3Uri.parse(uri)
+    extra = {"ContentType": content_type} if content_type else {}
+    try:
+        client(settings).put_object(
+            Bucket=target.bucket, Key=target.key, Body=body, IfNoneMatch="*", **extra
+        )
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        if code in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
+            return False
+        raise
+    return True
+
+
 def put_file(settings: Settings, uri: str, path: Path, content_type: str | None = None) -> None:
     """Upload a local file (multipart for large files: memory stays bounded)."""
     target = S3Uri.parse(uri)

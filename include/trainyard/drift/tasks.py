@@ -18,6 +18,7 @@ from trainyard.airflow.common import (
     run_day,
     window_end_param,
 )
+from trainyard.alerts.notifiers import alert_monitor_verdict
 from trainyard.core.settings import Settings
 from trainyard.ui.links import LinkKind
 
@@ -197,7 +198,9 @@ def decide(
     else:
         log.info("%s", decision.message)
     log.info("decision recorded in %s", uri)
-    return decision.model_dump(mode="json")
+    recorded = decision.model_dump(mode="json")
+    alert_monitor_verdict(recorded, summary, context)
+    return recorded
 
 
 def _tag_mlflow_run(run_id: str | None, action: str, message: str) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowSkipException
 
 from trainyard.airflow.common import actor, airflow_failures
+from trainyard.alerts.notifiers import alert_rollback
 from trainyard.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def rollback(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
             Settings.from_env(), spec.registered_model_name, params.get("to_version"), cause
         )
     log.info("%s", event.describe())
+    alert_rollback(spec, event, context)
     return event.model_dump(mode="json")
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import DAG, Param, TriggerRule, task
 
 from trainyard.airflow.common import dag_arguments, window_params
+from trainyard.alerts.notifiers import ApprovalWaitingNotifier
 from trainyard.core.settings import Settings
 from trainyard.core.spec import load_all_specs
 from trainyard.governance import tasks as governance_tasks
@@ -160,8 +161,8 @@ def build_training_dag(spec: PipelineSpec, training_queue: str | None = None) ->
             return tasks.evaluate(spec, snapshot, trained, context)
 
         @task.short_circuit(task_id="gate", ignore_downstream_trigger_rules=False, retries=0)
-        def gate(decision: dict) -> bool:
-            return tasks.gate(decision)
+        def gate(decision: dict, trained: dict, **context: Any) -> bool:
+            return tasks.gate(spec, decision, trained, context)
 
         @task(task_id="register")
         def register_model(
@@ -183,7 +184,7 @@ def build_training_dag(spec: PipelineSpec, training_queue: str | None = None) ->
         validation = validate_snapshot(snapshot)
         trained = train_model(snapshot, validation)
         decision = evaluate_model(snapshot, trained)
-        passed = gate(decision)
+        passed = gate(decision, trained)
         registration = register_model(snapshot, validation, trained, decision)
         passed >> registration
         approval = None
@@ -219,6 +220,7 @@ def _approval_steps(spec: PipelineSpec, registration: Any, *upstream: Any) -> An
             "comment": Param("", type="string", description="Why; kept in the model's audit trail.")
         },
         response_timeout=spec.promotion.timeout,
+        notifiers=[ApprovalWaitingNotifier(spec.name)],
     )
 
     @task(task_id="promote")

@@ -111,13 +111,18 @@ def evaluate(
     return decision.model_dump(mode="json")
 
 
-def gate(decision: dict[str, Any]) -> bool:
-    """True lets ``register`` run; False skips it and the run ends as rejected by the gate."""
+def gate(
+    spec: PipelineSpec, decision: dict[str, Any], trained: dict[str, Any], context: dict[str, Any]
+) -> bool:
+    """True lets ``register`` run; False skips it, alerts, and the run ends as rejected by the
+    gate."""
+    from trainyard.alerts.notifiers import alert_gate_rejection
     from trainyard.training.gate import GateDecision
 
     verdict = GateDecision.model_validate(decision)
     if not verdict.passed:
         log.warning("REJECTED BY GATE; the champion stays.\n%s", verdict.summary())
+        alert_gate_rejection(spec, decision, trained, context)
     return verdict.passed
 
 
