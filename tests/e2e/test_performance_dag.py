@@ -324,7 +324,8 @@ def test_a_window_without_predictions_says_so(champion, run_dag, settings) -> No
     assert _decision(settings, run).action == "no_predictions"
 
 
-def test_the_cli_gives_the_same_verdict_without_airflow(champion, capsys) -> None:
+def test_the_cli_gives_the_same_verdict_without_airflow(champion, airflow_db, capsys) -> None:
+    """Counting retrains reads the Airflow DB: this test may be first in its module to use it."""
     from trainyard.cli import main
     from trainyard.monitoring.steps import PerformanceSummary
 

@@ -71,3 +71,12 @@ def test_s3_client_follows_credential_changes(settings, monkeypatch: pytest.Monk
         storage.client(Settings.from_env()).list_buckets()
     monkeypatch.undo()
     assert storage.client(Settings.from_env()).list_buckets()["Buckets"]
+
+
+def test_the_stack_mlflow_server_starts_no_job_consumers(stack) -> None:
+    import psutil
+
+    server = psutil.Process(stack.running_pid("mlflow"))
+    commands = [" ".join(child.cmdline()) for child in server.children(recursive=True)]
+    assert commands, "the MLflow server runs its web workers as child processes"
+    assert not [command for command in commands if "huey" in command], commands

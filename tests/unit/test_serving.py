@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pytest
 
 from trainyard.core.settings import ServingSettings
+from trainyard.serving.models import ServedModel, features_frame, transform_steps
 from trainyard.serving.schema import Column, RequestError, parse_request
 from trainyard.serving.webhooks import champion_moved, signature, verify
 
@@ -164,3 +165,121 @@ def test_serving_settings_from_the_environment() -> None:
         ServingSettings.from_env({"TRAINYARD_SERVING_API_KEY": "change-me"})
     with pytest.raises(ValueError, match="without TRAINYARD_SERVING_WEBHOOK_SECRET"):
         ServingSettings.from_env({"TRAINYARD_SERVING_WEBHOOK_URL": "http://x/webhooks/mlflow"})
+
+
+def _served(model: object, columns: tuple[Column, ...]) -> ServedModel:
+    classes = getattr(model, "classes_", None)
+    return ServedModel(
+        pipeline="churn",
+        registered_name="churn",
+        version="1",
+        fingerprint=None,
+        loaded_at=datetime.now(UTC),
+        model=model,
+        columns=columns,
+        classes=tuple(classes.tolist()) if classes is not None else None,
+        id_column="customer_id",
+        preprocessor=transform_steps(model),
+    )
+
+
+def test_a_pipeline_is_transformed_once_and_answers_as_itself() -> None:
+    from pathlib import Path
+
+    from mlflow.models import infer_signature
+
+    from tests.support import churn_rows, feature_records
+    from trainyard.core.spec import load_spec
+    from trainyard.serving.schema import columns_from_signature
+    from trainyard.training.steps import fit
+
+    spec = load_spec(Path(__file__).parents[2] / "include" / "pipelines" / "churn.yaml")
+    spec = spec.model_copy(update={"model": spec.model.model_copy(update={"params": {}})})
+    model = fit(spec, churn_rows(400)).model
+    rows = churn_rows(30, date(2026, 4, 2))
+    records = feature_records(rows)
+    records[0]["tenure_months"] = None  # imputed, as the pipeline does for a NaN
+    features = rows[list(spec.schema_.features)].copy()
+    features.loc[0, "tenure_months"] = np.nan
+    columns = columns_from_signature(infer_signature(features).inputs)
+    served = _served(model, columns)
+
+    frame = features_frame(served, parse_request(_body({"records": records}), columns).records)
+    predictions, probabilities = served.predict(frame)
+
+    assert served.preprocessor is not None
+    assert frame.dtypes.equals(features.dtypes)
+    assert predictions.tolist() == model.predict(features).tolist()
+    assert np.array_equal(probabilities, model.predict_proba(features))
+
+
+def test_a_bare_estimator_predicts_without_a_transform() -> None:
+    from sklearn.linear_model import LinearRegression
+
+    columns = (Column("x", "number"), Column("n", "integer"), Column("flag", "boolean"))
+    records = [{"x": 1.0, "n": 2, "flag": True}, {"x": 3, "n": 5, "flag": False}]
+    import pandas as pd
+
+    training = pd.DataFrame({"x": [0.0, 1.0, 2.0], "n": [1, 0, 3], "flag": [False, True, True]})
+    model = LinearRegression().fit(training, [0, 1, 5])
+    served = _served(model, columns)
+
+    frame = features_frame(served, records)
+    predictions, probabilities = served.predict(frame)
+
+    assert served.preprocessor is None
+    assert probabilities is None
+    assert [str(dtype) for dtype in frame.dtypes] == ["float64", "int64", "bool"]
+    assert predictions.tolist() == model.predict(pd.DataFrame.from_records(records)).tolist()
+
+
+def test_predictions_run_off_the_event_loop() -> None:
+    """While a prediction runs, the same app answers /health: the event loop is not blocked."""
+    import asyncio
+    import threading
+    from pathlib import Path
+
+    import httpx
+
+    from trainyard.core.settings import Settings
+    from trainyard.core.spec import load_spec
+    from trainyard.serving.app import create_app
+
+    started, release = threading.Event(), threading.Event()
+
+    class BlockingModel:
+        classes_ = np.array([0, 1])
+        released: bool | None = None
+
+        def predict_proba(self, frame: object) -> np.ndarray:
+            started.set()
+            # Predicting on the event loop would block /health below: this wait would time out.
+            self.released = release.wait(10)
+            return np.array([[0.25, 0.75]])
+
+        def predict(self, frame: object) -> np.ndarray:
+            return np.array([1])
+
+    spec = load_spec(Path(__file__).parents[2] / "include" / "pipelines" / "churn.yaml")
+    model = BlockingModel()
+    app = create_app(Settings.from_env({}), ServingSettings(), [spec])
+    # No lifespan here (nothing loads from MLflow): the model is put in place directly.
+    app.state.follower._served = {spec.name: _served(model, (Column("x", "number"),))}
+
+    async def health_while_predicting() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
+            body = {"records": [{"x": 1.0}]}
+            predicting = asyncio.create_task(client.post(f"/predict/{spec.name}", json=body))
+            assert await asyncio.to_thread(started.wait, 10)
+            health = await client.get("/health")
+            release.set()
+            return health, await predicting
+
+    health, answer = asyncio.run(health_while_predicting())
+
+    assert health.status_code == 200
+    assert model.released is True
+    assert answer.status_code == 200
+    assert answer.json()["predictions"] == [1]
+    assert answer.json()["probabilities"] == [{"0": 0.25, "1": 0.75}]

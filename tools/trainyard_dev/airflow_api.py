@@ -10,6 +10,8 @@ import urllib.request
 from typing import Any
 
 TERMINAL_STATES = frozenset({"success", "failed"})
+#: Extra tries of a read that timed out or could not connect (5, 10, 15 s apart).
+READ_RETRIES = 3
 
 
 class AirflowApiError(RuntimeError):
@@ -51,7 +53,20 @@ class AirflowApi:
         return self._token
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        """An authenticated call; retries once with a fresh token on 401."""
+        """An authenticated call; retries once with a fresh token on 401.
+
+        A read (GET) that times out or cannot connect is retried a few times: on a loaded
+        host the API server can miss the 30 s timeout while a run it is polled for goes on.
+        """
+        retries = READ_RETRIES if method == "GET" else 0
+        for attempt in range(1, retries + 1):
+            try:
+                return self._authorized(method, path, body)
+            except (TimeoutError, ConnectionError, urllib.error.URLError):
+                time.sleep(5 * attempt)
+        return self._authorized(method, path, body)
+
+    def _authorized(self, method: str, path: str, body: Any = None) -> Any:
         try:
             return self._send(method, path, body)
         except AirflowApiError as error:

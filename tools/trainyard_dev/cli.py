@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     from trainyard_dev.services import StackError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # One INFO line per HTTP request would bury the demo's own output.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -198,6 +198,7 @@ def drift_through_airflow(stack: Stack, api: AirflowApi, day: date) -> int:
             print(f"model server: still not serving v{retrained['version']}; see its log")
             return 1
         print(f"model server: now serves {spec.name} v{retrained['version']} ({took:.1f} s later)")
+        print("  " + ask_server(stack, spec.name))
     return 0
 
 
@@ -218,7 +219,7 @@ def run_through_airflow(api: AirflowApi, dag_id: str, conf: dict) -> dict:
     return finished
 
 
-def performance_through_airflow(api: AirflowApi, last_day: date) -> int:
+def performance_through_airflow(stack: Stack, api: AirflowApi, last_day: date) -> int:
     """Score two days, land their labels with concept drift, run the monitor, follow the retrain.
 
     The drift retrain above started the cooldown both monitors share, so the monitor run is
@@ -226,7 +227,8 @@ def performance_through_airflow(api: AirflowApi, last_day: date) -> int:
     it the decay verdict would be recorded as "retrain suppressed: cooldown until …".
 
     Returns:
-        0 when the decay was found and the retrain it triggered finished, else 1.
+        0 when the decay was found, the retrain it triggered finished and, when it promoted a
+        new champion, the model server answers with it; else 1.
     """
     from trainyard.core import storage
     from trainyard.core.settings import Settings
@@ -278,7 +280,17 @@ def performance_through_airflow(api: AirflowApi, last_day: date) -> int:
     if trained["state"] != "success":
         print_task_states(api, spec.training_dag_id, run_id)
         return 1
-    print_outcome(api.xcom(spec.training_dag_id, run_id, "report"))
+    retrained = api.xcom(spec.training_dag_id, run_id, "report")
+    print_outcome(retrained)
+    if retrained["status"] != "registered":
+        print(f"model server: keeps serving the champion; {ask_server(stack, spec.name)}")
+        return 0
+    took = follow_champion(stack, spec.name, retrained["version"])
+    if took is None:
+        print(f"model server: still not serving v{retrained['version']}; see its log")
+        return 1
+    print(f"model server: now serves {spec.name} v{retrained['version']} ({took:.1f} s later)")
+    print("  " + ask_server(stack, spec.name))
     return 0
 
 
@@ -326,17 +338,93 @@ def curl_example(stack: Stack, pipeline: str, api_key: str | None = None) -> str
     return f"curl -s {stack.serving_url}/predict/{pipeline}{key} -d '{body}'"
 
 
+def ask_server(stack: Stack, pipeline: str, api_key: str | None = None) -> str:
+    """Predict one generated churn customer through the model server; what it answered."""
+    import json
+
+    import httpx
+
+    from trainyard_dev.churn import generate_day
+
+    row = generate_day(datetime.now(UTC).date(), 1).drop(columns=["event_date", "churned"])
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    body = {"records": json.loads(row.to_json(orient="records"))}
+    try:
+        response = httpx.post(
+            f"{stack.serving_url}/predict/{pipeline}", json=body, headers=headers, timeout=30
+        )
+    except httpx.HTTPError as error:
+        return f"POST /predict/{pipeline} failed: {error}"
+    if response.status_code != 200:
+        return f"POST /predict/{pipeline}: HTTP {response.status_code} {response.text[:200]}"
+    answer = response.json()
+    probabilities = ", ".join(f"P({k})={v:.3f}" for k, v in answer["probabilities"][0].items())
+    return (
+        f"POST /predict/{pipeline} -> {answer['model_name']} v{answer['model_version']}: "
+        f"customer {answer['row_ids'][0]} prediction {answer['predictions'][0]} ({probabilities})"
+    )
+
+
 def show_serving(stack: Stack, outcome: dict, api_key: str | None = None) -> None:
-    """Wait for the model server to serve the run's champion, then print a curl example."""
+    """Wait for the model server to serve the run's champion, then print a curl example.
+
+    A run that promoted nothing leaves the champion as it was: the server answers with it.
+    """
     pipeline, version = outcome["pipeline"], outcome["version"]
     if outcome["status"] != "registered":
+        print(f"\nmodel server ({stack.serving_url}) keeps serving the champion")
+        print("  " + ask_server(stack, pipeline, api_key))
         return
     took = follow_champion(stack, pipeline, version, api_key)
     if took is None:
         print(f"\nmodel server: not serving {pipeline} v{version} yet; see its log")
         return
-    print(f"\nmodel server ({stack.serving_url}) serves {pipeline} v{version}; try:")
-    print("  " + curl_example(stack, pipeline, api_key))
+    print(f"\nmodel server ({stack.serving_url}) serves {pipeline} v{version}")
+    print("  " + ask_server(stack, pipeline, api_key))
+    print("try it:\n  " + curl_example(stack, pipeline, api_key))
+
+
+def print_ui_tour(stack: Stack, api: AirflowApi, dag_id: str, run_id: str) -> None:
+    """Where to click in the Airflow UI: the green ``train`` task, its MLflow link, Models page.
+
+    Checks what it points at (the task's state and the MLflow run its link opens) so the
+    directions are never stale.
+    """
+    from urllib.parse import quote
+
+    from trainyard.core.settings import Settings
+    from trainyard.ui.links import LINKS_XCOM_KEY, LinkKind, link_url, references_of
+    from trainyard.ui.models_page import URL_PREFIX
+
+    state = api.task_states(dag_id, run_id).get("train")
+    try:
+        recorded = api.xcom(dag_id, run_id, "train", LINKS_XCOM_KEY)
+    except Exception:  # noqa: BLE001 (no links recorded: said below, the demo goes on)
+        recorded = None
+    mlflow_url = link_url(
+        references_of(recorded).get(LinkKind.MLFLOW_RUN.value),
+        mlflow_ui_url=Settings.from_env().mlflow_ui_url,
+        presign=lambda uri: uri,
+    )
+    print(
+        "\n".join(
+            [
+                "",
+                "--- in the Airflow UI ---",
+                f"1. log in at {stack.airflow_url} (user {AIRFLOW_ADMIN}, "
+                f"password {stack.credentials.airflow_password})",
+                f"2. open the `train` task ({state}) of run {run_id}:",
+                f"   {stack.airflow_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}"
+                "/tasks/train/details",
+                f"3. click its '{LinkKind.MLFLOW_RUN.value}' button (task header): it opens",
+                f"   {mlflow_url or '(no MLflow run recorded by this task)'}",
+                "4. 'Models' in the navigation (one row per pipeline: its champion, metrics,",
+                "   last training, drift, Retrain now / Roll back):",
+                f"   {stack.airflow_url}/plugin/trainyard-models "
+                f"(the page alone: {stack.airflow_url}{URL_PREFIX}/models)",
+            ]
+        )
+    )
 
 
 def print_access(stack: Stack) -> None:
@@ -380,18 +468,19 @@ def run_demo(stack: Stack | None = None) -> int:
     else:
         print_outcome(outcome)
         show_serving(stack, outcome)
-        trained_by = outcome["lineage"].get("airflow_run_id")
-        if trained_by and trained_by != finished["dag_run_id"]:
+        trained_by = outcome["lineage"].get("airflow_run_id") or finished["dag_run_id"]
+        if trained_by != finished["dag_run_id"]:
             print(
                 f"note: v{outcome['version']} was trained by run {trained_by} on the same data, "
                 "spec and code (unpausing a DAG with catchup=False starts its latest scheduled "
                 "run), so this run reused it instead of registering a duplicate."
             )
+        print_ui_tour(stack, api, training_dag, trained_by)
     code = 1
     if outcome is not None:
         code = drift_through_airflow(stack, api, end + timedelta(days=1))
     if code == 0:
-        code = performance_through_airflow(api, end)
+        code = performance_through_airflow(stack, api, end)
     print_access(stack)
     return code
 

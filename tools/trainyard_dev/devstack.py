@@ -63,6 +63,11 @@ def fernet_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
+# MLflow's server-side jobs (GenAI evaluation, trace roll-ups) are unused here; left on, each
+# server starts seven huey consumer processes (~280 MB each), as docker/mlflow/entrypoint.sh notes.
+MLFLOW_SERVER_WITHOUT_JOBS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def mlflow_webhook_env(encryption_key: str) -> dict[str, str]:
     """What an MLflow server needs to deliver registry webhooks to a model server nearby.
 
@@ -232,6 +237,7 @@ class Stack(ServiceRunner):
                 "AWS_SECRET_ACCESS_KEY": self.credentials.s3_secret_key,
                 "MLFLOW_S3_ENDPOINT_URL": self.s3_url,
                 "AWS_DEFAULT_REGION": "us-east-1",
+                **MLFLOW_SERVER_WITHOUT_JOBS,
                 **mlflow_webhook_env(self.state_secret("mlflow-webhook.key", fernet_key)),
             }
             self._spawn("mlflow", command, env)
