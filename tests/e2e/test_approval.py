@@ -27,6 +27,7 @@ import pytest
 
 from tests.support import (
     SESSION_DIR,
+    AlertInbox,
     champion_of,
     evidence_link,
     run_dag_in_process,
@@ -182,7 +183,9 @@ def test_approved_challenger_becomes_champion_and_the_trail_names_the_reviewer(
     assert run.xcoms["report"]["status"] == "registered"
 
 
-def test_request_shows_gate_checks_metrics_and_links(settings, api, churn_days) -> None:
+def test_request_shows_gate_checks_metrics_and_links_and_is_alerted(
+    settings, api, churn_days, monkeypatch
+) -> None:
     seen: dict[str, Any] = {}
 
     def look_then_reject(detail: dict) -> None:
@@ -194,8 +197,19 @@ def test_request_shows_gate_checks_metrics_and_links(settings, api, churn_days) 
         seen["pending"] = pending_from_version(alias_version(MODEL, "challenger"))
         _respond(api, "Reject", "just looking")(detail)
 
-    run = _run(FIRST_DAY + timedelta(days=3), api, look_then_reject)
+    inbox = AlertInbox()
+    try:
+        for name, value in inbox.environment().items():
+            monkeypatch.setenv(name, value)
+        run = _run(FIRST_DAY + timedelta(days=3), api, look_then_reject)
+    finally:
+        inbox.close()
     assert run.state == "success", run.task_states
+    (alert,) = inbox.alerts("approval_waiting", run.run_id)
+    (email,), (_,) = inbox.delivered(alert)
+    assert alert["links"]["Required Actions"] == "http://airflow.example:8080/required_actions"
+    assert "Required Actions: http://airflow.example:8080/required_actions" in email.get_content()
+    assert seen["subject"] in alert["subject"]
     version = run.xcoms["register"]["version"]
     assert seen["subject"].startswith(f"Promote {MODEL} v{version} to champion?")
     body = seen["body"]
