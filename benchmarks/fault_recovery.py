@@ -4,14 +4,17 @@ Runs the end-to-end fault tests (tests/e2e/test_airflow_faults.py: one productio
 four DAG runs with a fault each) and collects what each measured, in seconds:
 
 - ``train process killed``: from the SIGKILL of the ``train`` task's process (inside its MLflow
-  run) to the run's success (Airflow's retry trains again);
-- ``MLflow down during register``: from MLflow answering again to the run's success;
-- ``S3 down during ingest``: from S3 answering again to the run's success;
+  run) until Airflow's retry of ``train`` succeeded, and until the run did;
+- ``MLflow down during register``: from MLflow answering again until ``register``'s retry
+  succeeded, and until the run did;
+- ``S3 down during ingest``: from S3 answering again until ``ingest``'s retry succeeded, and
+  until the run did;
 - ``scheduler killed and restarted``: from the SIGKILL, and from the new scheduler being healthy,
-  to the run's success.
+  until the run succeeded.
 
 The tests set ``TRAINYARD_TASK_RETRY_DELAY=2`` (the shipped default is 30 s, doubled per retry,
-so in a deployment add 30–60 s to the first three figures). Needs the local PostgreSQL and Redis.
+so in a deployment add 30–60 s to the first three faults' figures). Needs the local PostgreSQL
+and Redis.
 
 Usage: python benchmarks/fault_recovery.py
 Writes benchmarks/results/fault_recovery.json.
