@@ -9,6 +9,8 @@ its configuration when first imported, which ``tests/conftest.py`` sets up in
 
 from __future__ import annotations
 
+import json
+import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import date
@@ -137,6 +139,33 @@ def return_values(dag_id: str, run_id: str) -> dict[str, Any]:
             XComModel.key == "return_value",
         )
         return {row.task_id: row.value for row in rows}
+
+
+def evidence_link(kind: str, dag_id: str, run_id: str, task_id: str) -> tuple[str | None, str]:
+    """What a task recorded for the link ``kind`` (XCom ``trainyard_links``), and the URL the
+    trainyard_ui plugin's button of that kind opens for it ("" where the task shows none)."""
+    import importlib
+
+    from airflow.models.taskinstancekey import TaskInstanceKey
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from trainyard.ui.links import LINKS_XCOM_KEY
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id, key=LINKS_XCOM_KEY)
+            .one_or_none()
+        )
+        value = row.value if row is not None else None
+    recorded = (json.loads(value) if isinstance(value, str) else value or {}).get(kind)
+    if str(REPO / "plugins") not in sys.path:
+        sys.path.append(str(REPO / "plugins"))
+    plugin = importlib.import_module("trainyard_ui").TrainyardUiPlugin
+    (link,) = [link for link in plugin.global_operator_extra_links if link.name == kind]
+    key = TaskInstanceKey(dag_id=dag_id, task_id=task_id, run_id=run_id, try_number=1)
+    return recorded, link.get_link(None, ti_key=key)
 
 
 def _result(dag_id: str, run_id: str, state: Any, states: dict[str, Any]) -> DagRunResult:

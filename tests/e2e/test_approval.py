@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -28,6 +29,7 @@ from tests.support import (
     SESSION_DIR,
     AlertInbox,
     champion_of,
+    evidence_link,
     run_dag_in_process,
     spec_named,
 )
@@ -187,7 +189,12 @@ def test_request_shows_gate_checks_metrics_and_links_and_is_alerted(
     seen: dict[str, Any] = {}
 
     def look_then_reject(detail: dict) -> None:
+        from trainyard.core.tracking import alias_version
+        from trainyard.ui.models_page import pending_from_version
+
         seen.update(detail)
+        # What the Models page shows while the person has not answered yet.
+        seen["pending"] = pending_from_version(alias_version(MODEL, "challenger"))
         _respond(api, "Reject", "just looking")(detail)
 
     inbox = AlertInbox()
@@ -211,6 +218,14 @@ def test_request_shows_gate_checks_metrics_and_links_and_is_alerted(
     assert f"| roc_auc | {roc_auc:.4f} |" in body
     assert "[MLflow run](http" in body and "[validation result](http" in body
     assert seen["options"] == ["Approve", "Reject"]
+    # The approval task links to its Required Action, where the Models page's pending approval
+    # (the version waiting as challenger) links too.
+    recorded, url = evidence_link("Required action", DAG_ID, run.run_id, "approval")
+    run_path = f"/dags/{DAG_ID}/runs/{quote(run.run_id, safe='')}"
+    assert recorded == f"{run_path}/tasks/approval/required_actions"
+    assert url == recorded  # on the Airflow UI's own site ([api] base_url unset)
+    assert seen["pending"].version == version
+    assert seen["pending"].required_action_ref == recorded
 
 
 def test_rejected_challenger_leaves_the_champion_and_keeps_the_reviewers_words(

@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests.support import DagRunResult, dag_runs, make_champion, model_versions, spec_named
+from tests.support import (
+    DagRunResult,
+    dag_runs,
+    evidence_link,
+    make_champion,
+    model_versions,
+    spec_named,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -187,6 +194,11 @@ def test_stable_labels_realised_metrics_no_decay_no_training_run(champion, run_d
     assert logged.data.metrics["realised_accuracy"] == summary.newest.value
     assert logged.data.metrics["baseline_accuracy"] == pytest.approx(_baseline())
     assert logged.data.tags["model_version"] == champion
+    # The evaluate task links to its HTML report and its MLflow run.
+    recorded, url = evidence_link("Performance report", MONITOR_DAG, run.run_id, "evaluate")
+    assert recorded == summary.report_uri and "Signature=" in url
+    _, url = evidence_link("MLflow run", MONITOR_DAG, run.run_id, "evaluate")
+    assert url.endswith(f"/#/experiments/{experiment.experiment_id}/runs/{logged.info.run_id}")
     _assert_drift_report(settings, run, summary, logged)
 
 
@@ -237,6 +249,20 @@ def test_without_a_champion_the_run_says_so_no_verdict_nothing_triggered(run_dag
     keys = storage.list_keys(settings, settings.artifacts_bucket, f"performance/{NO_CHAMPION}/")
     assert keys == [f"performance/{NO_CHAMPION}/runs/{run.run_id}/decision.json"]
     assert dag_runs(f"train_{NO_CHAMPION}") == {}
+
+
+def test_the_models_page_shows_the_latest_realised_metrics(champion, run_dag) -> None:
+    from trainyard.monitoring.steps import latest_check_run
+    from trainyard.ui.models_page import realised_from_run
+
+    run = _monitor(run_dag, STABLE[-1])
+
+    assert run.state == "success", run.task_states
+    latest = latest_check_run(spec_named(PIPELINE))
+    assert latest is not None and latest.data.tags["airflow_run_id"] == run.run_id
+    realised = realised_from_run(latest)
+    assert realised.model_version == champion and realised.window_end == str(STABLE[-1])
+    assert realised.metrics["accuracy"] == run.xcoms["evaluate"]["value"]
 
 
 def test_the_realised_accuracy_is_the_champions_on_the_labelled_rows(champion, settings):
