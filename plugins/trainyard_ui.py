@@ -2,8 +2,10 @@
 
 - Extra links (``global_operator_extra_links``): a task that recorded references under
   :data:`trainyard.ui.links.LINKS_XCOM_KEY` gets a button per reference: *MLflow run*,
-  *Model version*, *Data Docs*, *Drift report*. S3 reports are presigned for 15 minutes when the
-  UI asks, so a logged-in user needs no S3 credentials; a task that recorded nothing shows none.
+  *Model version*, *Data Docs*, *Drift report*, *Scoring report*, *Performance report*, and
+  *Required action* (an approval's page in this UI). S3 reports are presigned for 15 minutes
+  when the UI asks, so a logged-in user needs no S3 credentials; a task that recorded nothing
+  shows none.
 - The Models page (``fastapi_apps`` under ``/trainyard``, shown in the UI's navigation through
   ``external_views``): requires Airflow's own login (the ``_token`` cookie or a Bearer token;
   anonymous requests get 401) and the right to trigger a DAG for *Retrain now*.
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 
     from trainyard.core.settings import Settings
     from trainyard.core.spec import PipelineSpec
-    from trainyard.ui.models_page import PipelineRow, RunSummary
+    from trainyard.ui.models_page import PipelineRow, Realised, RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class _EvidenceLink(BaseOperatorLink):
         return self.kind.value
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.configuration import conf
         from airflow.utils.session import create_session
 
         from trainyard.core.settings import Settings
@@ -86,6 +89,8 @@ class _EvidenceLink(BaseOperatorLink):
             references_of(recorded).get(self.kind.value),
             mlflow_ui_url=Settings.from_env().mlflow_ui_url,
             presign=_presign,
+            # Unset: Airflow pages are linked relative to the UI showing the button.
+            airflow_url=conf.get("api", "base_url", fallback=None) or "",
         )
         return url or ""
 
@@ -104,6 +109,18 @@ class DataDocsLink(_EvidenceLink):
 
 class DriftReportLink(_EvidenceLink):
     kind = LinkKind.DRIFT_REPORT
+
+
+class ScoringReportLink(_EvidenceLink):
+    kind = LinkKind.SCORING_REPORT
+
+
+class PerformanceReportLink(_EvidenceLink):
+    kind = LinkKind.PERFORMANCE_REPORT
+
+
+class RequiredActionLink(_EvidenceLink):
+    kind = LinkKind.REQUIRED_ACTION
 
 
 # ---- the Models page ---------------------------------------------------------------------------
@@ -146,10 +163,16 @@ def _latest_run(session: Session, dag_id: str, result_task: str) -> RunSummary |
 
 
 def _pipeline_row(session: Session, spec: PipelineSpec, settings: Settings) -> PipelineRow:
-    from trainyard.core.tracking import champion_version
+    from trainyard.core.tracking import alias_version, champion_version
     from trainyard.drift.dag import has_drift_monitor
+    from trainyard.governance.aliases import CHALLENGER
     from trainyard.governance.audit import read_events
-    from trainyard.ui.models_page import PipelineRow, champion_from_version, with_audit
+    from trainyard.ui.models_page import (
+        PipelineRow,
+        champion_from_version,
+        pending_from_version,
+        with_audit,
+    )
 
     champion = None
     version = champion_version(spec.registered_model_name)
@@ -161,6 +184,7 @@ def _pipeline_row(session: Session, spec: PipelineSpec, settings: Settings) -> P
             champion_from_version(version, experiment_id),
             read_events(settings, spec.registered_model_name),
         )
+    challenger = alias_version(spec.registered_model_name, CHALLENGER)
     return PipelineRow(
         name=spec.name,
         model_name=spec.registered_model_name,
@@ -172,7 +196,20 @@ def _pipeline_row(session: Session, spec: PipelineSpec, settings: Settings) -> P
             if has_drift_monitor(spec)
             else None
         ),
+        pending_approval=pending_from_version(challenger) if challenger else None,
+        realised=_realised(spec),
     )
+
+
+def _realised(spec: PipelineSpec) -> Realised | None:
+    """The performance monitor's latest realised metrics (pipelines that have the monitor)."""
+    from trainyard.monitoring.steps import latest_check_run
+    from trainyard.ui.models_page import realised_from_run
+
+    if spec.performance is None:
+        return None
+    run = latest_check_run(spec)
+    return realised_from_run(run) if run is not None else None
 
 
 def _specs() -> dict[str, PipelineSpec]:
@@ -200,7 +237,8 @@ models_app = FastAPI(title="trainyard", docs_url=None, redoc_url=None, openapi_u
 
 @models_app.get("/models", response_class=HTMLResponse)
 def models_page(request: Request, user: User, notice: str = "", error: str = "") -> str:
-    """Every pipeline's champion, last training and last drift verdict, with actions."""
+    """Every pipeline's champion, realised metrics, pending approval, last training and last
+    drift verdict, with actions."""
     from airflow.utils.session import create_session
 
     from trainyard.core.errors import TrainyardError
@@ -323,6 +361,9 @@ class TrainyardUiPlugin(AirflowPlugin):
         ModelVersionLink(),
         DataDocsLink(),
         DriftReportLink(),
+        ScoringReportLink(),
+        PerformanceReportLink(),
+        RequiredActionLink(),
     ]
     fastapi_apps = [{"app": models_app, "url_prefix": URL_PREFIX, "name": "trainyard models"}]  # noqa: RUF012
     external_views = [  # noqa: RUF012

@@ -9,6 +9,8 @@ its configuration when first imported, which ``tests/conftest.py`` sets up in
 
 from __future__ import annotations
 
+import json
+import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import date
@@ -137,6 +139,33 @@ def return_values(dag_id: str, run_id: str) -> dict[str, Any]:
             XComModel.key == "return_value",
         )
         return {row.task_id: row.value for row in rows}
+
+
+def evidence_link(kind: str, dag_id: str, run_id: str, task_id: str) -> tuple[str | None, str]:
+    """What a task recorded for the link ``kind`` (XCom ``trainyard_links``), and the URL the
+    trainyard_ui plugin's button of that kind opens for it ("" where the task shows none)."""
+    import importlib
+
+    from airflow.models.taskinstancekey import TaskInstanceKey
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from trainyard.ui.links import LINKS_XCOM_KEY
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id, key=LINKS_XCOM_KEY)
+            .one_or_none()
+        )
+        value = row.value if row is not None else None
+    recorded = (json.loads(value) if isinstance(value, str) else value or {}).get(kind)
+    if str(REPO / "plugins") not in sys.path:
+        sys.path.append(str(REPO / "plugins"))
+    plugin = importlib.import_module("trainyard_ui").TrainyardUiPlugin
+    (link,) = [link for link in plugin.global_operator_extra_links if link.name == kind]
+    key = TaskInstanceKey(dag_id=dag_id, task_id=task_id, run_id=run_id, try_number=1)
+    return recorded, link.get_link(None, ti_key=key)
 
 
 def _result(dag_id: str, run_id: str, state: Any, states: dict[str, Any]) -> DagRunResult:
@@ -319,3 +348,124 @@ def feature_records(frame: Any) -> list[dict[str, Any]]:
     import json
 
     return json.loads(frame.drop(columns=["event_date", "churned"]).to_json(orient="records"))
+
+
+def rerun_dag_run(dag_id: str, run_id: str) -> DagRunResult:
+    """Clear every task of a finished run and execute the same run again (a person's *Clear*)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import clear_task_instances
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+        clear_task_instances(run.get_task_instances(session=session), session)
+    return execute_existing_run(dag_id, run_id)
+
+
+def register_tiny_model(model_name: str) -> str:
+    """Log a tiny fitted model and register it as a new version; return the version."""
+    import mlflow
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(len(model_name))
+    x = rng.normal(size=(40, 2))
+    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    mlflow.set_experiment("governance-tests")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            model, name="model", pip_requirements=["scikit-learn"], registered_model_name=model_name
+        )
+    return str(info.registered_model_version)
+
+
+# ---- alerts -----------------------------------------------------------------------------------
+
+
+class AlertInbox:
+    """A real SMTP server (aiosmtpd) and a real HTTP receiver (http.server), both in threads on
+    free ports, keeping everything the alert channels deliver.
+
+    ``environment()`` is what points trainyard's alerts at them.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from aiosmtpd.controller import Controller
+
+        self.emails: list[Any] = []
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        inbox = self
+
+        class Mailbox:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+                from email import message_from_bytes, policy
+
+                inbox.emails.append(message_from_bytes(envelope.content, policy=policy.default))
+                return "250 OK"
+
+        class Receiver(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                import json
+
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                inbox.posts.append((self.path, json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        from trainyard_dev.services import free_ports
+
+        smtp_port, self.closed_port = free_ports(2)
+        self.smtp = Controller(Mailbox(), hostname="127.0.0.1", port=smtp_port)
+        self.smtp.start()
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def environment(self) -> dict[str, str]:
+        """The alert settings that deliver to this inbox: e-mail, Slack and JSON webhooks."""
+        http = f"http://127.0.0.1:{self.http.server_address[1]}"
+        return {
+            "TRAINYARD_ALERT_SMTP_HOST": "127.0.0.1",
+            "TRAINYARD_ALERT_SMTP_PORT": str(self.smtp.port),
+            "TRAINYARD_ALERT_EMAIL_TO": "ops@example.com",
+            "TRAINYARD_ALERT_SLACK_WEBHOOK_URL": f"{http}/slack",
+            "TRAINYARD_ALERT_WEBHOOK_URL": f"{http}/hook",
+            "TRAINYARD_AIRFLOW_UI_URL": "http://airflow.example:8080",
+        }
+
+    def alerts(self, kind: str, run_id: str) -> list[dict[str, Any]]:
+        """The JSON-webhook alerts of ``kind`` about a DAG run (its id or its Airflow link)."""
+        from urllib.parse import unquote
+
+        return [
+            body
+            for path, body in self.posts
+            if path == "/hook"
+            and body["kind"] == kind
+            and (
+                run_id in body["identity"]
+                or unquote(body["links"].get("Airflow run", "")).endswith(f"/runs/{run_id}")
+            )
+        ]
+
+    def delivered(self, alert: dict[str, Any]) -> tuple[list[Any], list[dict[str, Any]]]:
+        """The e-mails and Slack posts of the same event as a JSON-webhook ``alert``."""
+        emails = [m for m in self.emails if m["X-Trainyard-Event"] == alert["event_id"]]
+        slack = [
+            body
+            for path, body in self.posts
+            if path == "/slack" and body["text"].startswith(f"*{alert['subject']}*")
+        ]
+        return emails, slack
+
+    def close(self) -> None:
+        self.smtp.stop()
+        self.http.shutdown()
+        self.http.server_close()

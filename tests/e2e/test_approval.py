@@ -21,10 +21,18 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
-from tests.support import SESSION_DIR, champion_of, run_dag_in_process, spec_named
+from tests.support import (
+    SESSION_DIR,
+    AlertInbox,
+    champion_of,
+    evidence_link,
+    run_dag_in_process,
+    spec_named,
+)
 from trainyard_dev.airflow_api import AirflowApi
 from trainyard_dev.services import ServiceRunner, free_ports, http_ok, wait_for
 
@@ -175,15 +183,33 @@ def test_approved_challenger_becomes_champion_and_the_trail_names_the_reviewer(
     assert run.xcoms["report"]["status"] == "registered"
 
 
-def test_request_shows_gate_checks_metrics_and_links(settings, api, churn_days) -> None:
+def test_request_shows_gate_checks_metrics_and_links_and_is_alerted(
+    settings, api, churn_days, monkeypatch
+) -> None:
     seen: dict[str, Any] = {}
 
     def look_then_reject(detail: dict) -> None:
+        from trainyard.core.tracking import alias_version
+        from trainyard.ui.models_page import pending_from_version
+
         seen.update(detail)
+        # What the Models page shows while the person has not answered yet.
+        seen["pending"] = pending_from_version(alias_version(MODEL, "challenger"))
         _respond(api, "Reject", "just looking")(detail)
 
-    run = _run(FIRST_DAY + timedelta(days=3), api, look_then_reject)
+    inbox = AlertInbox()
+    try:
+        for name, value in inbox.environment().items():
+            monkeypatch.setenv(name, value)
+        run = _run(FIRST_DAY + timedelta(days=3), api, look_then_reject)
+    finally:
+        inbox.close()
     assert run.state == "success", run.task_states
+    (alert,) = inbox.alerts("approval_waiting", run.run_id)
+    (email,), (_,) = inbox.delivered(alert)
+    assert alert["links"]["Required Actions"] == "http://airflow.example:8080/required_actions"
+    assert "Required Actions: http://airflow.example:8080/required_actions" in email.get_content()
+    assert seen["subject"] in alert["subject"]
     version = run.xcoms["register"]["version"]
     assert seen["subject"].startswith(f"Promote {MODEL} v{version} to champion?")
     body = seen["body"]
@@ -192,6 +218,14 @@ def test_request_shows_gate_checks_metrics_and_links(settings, api, churn_days) 
     assert f"| roc_auc | {roc_auc:.4f} |" in body
     assert "[MLflow run](http" in body and "[validation result](http" in body
     assert seen["options"] == ["Approve", "Reject"]
+    # The approval task links to its Required Action, where the Models page's pending approval
+    # (the version waiting as challenger) links too.
+    recorded, url = evidence_link("Required action", DAG_ID, run.run_id, "approval")
+    run_path = f"/dags/{DAG_ID}/runs/{quote(run.run_id, safe='')}"
+    assert recorded == f"{run_path}/tasks/approval/required_actions"
+    assert url == recorded  # on the Airflow UI's own site ([api] base_url unset)
+    assert seen["pending"].version == version
+    assert seen["pending"].required_action_ref == recorded
 
 
 def test_rejected_challenger_leaves_the_champion_and_keeps_the_reviewers_words(

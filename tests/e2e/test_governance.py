@@ -15,28 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.support import champion_of
+from tests.support import champion_of, register_tiny_model
 
 pytestmark = pytest.mark.e2e
 
 SPEC_MODEL = "churn_rollback"
-
-
-def _register(model_name: str) -> str:
-    """Log a tiny fitted model and register it as a new version; return the version."""
-    import mlflow
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(len(model_name))
-    x = rng.normal(size=(40, 2))
-    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
-    mlflow.set_experiment("governance-tests")
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            model, name="model", pip_requirements=["scikit-learn"], registered_model_name=model_name
-        )
-    return str(info.registered_model_version)
 
 
 def _cause(run_id: str, actor: str = "tester", reason: str = "test") -> Any:
@@ -71,7 +54,7 @@ def test_every_move_is_an_event_on_s3_and_on_the_versions_tags(settings, model_n
     from trainyard.governance.aliases import move
     from trainyard.governance.rollback import rollback
 
-    v1, v2 = _register(model_name), _register(model_name)
+    v1, v2 = register_tiny_model(model_name), register_tiny_model(model_name)
     _promote(settings, model_name, v1)
     second = move(settings, model_name, "promote", v2, _cause("nightly-2", reason="nightly"))
     assert _aliases(model_name) == {"champion": v2, "previous": v1}
@@ -109,7 +92,7 @@ def test_aliases_are_rebuilt_from_the_events_alone(settings, model_name) -> None
     from trainyard.governance.aliases import move, restore
     from trainyard.governance.rollback import rollback
 
-    v1, v2, v3 = (_register(model_name) for _ in range(3))
+    v1, v2, v3 = (register_tiny_model(model_name) for _ in range(3))
     _promote(settings, model_name, v1)
     _promote(settings, model_name, v2)
     move(settings, model_name, "submit", v3, _cause("approval-3"))
@@ -154,7 +137,7 @@ def test_refused_rollbacks_move_nothing_and_record_nothing(settings, stack, mode
     from trainyard.governance import audit
     from trainyard.governance.rollback import RollbackRefused, rollback
 
-    v1, v2, v3 = (_register(model_name) for _ in range(3))
+    v1, v2, v3 = (register_tiny_model(model_name) for _ in range(3))
     for version in (v1, v2, v3):
         _promote(settings, model_name, version)
     before, events_before = _aliases(model_name), audit.read_events(settings, model_name)
@@ -181,7 +164,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_rollback_then_history_lists_promote_then_rollback(settings) -> None:
-    old, new = _register(SPEC_MODEL), _register(SPEC_MODEL)
+    old, new = register_tiny_model(SPEC_MODEL), register_tiny_model(SPEC_MODEL)
     _promote(settings, SPEC_MODEL, old)
     _promote(settings, SPEC_MODEL, new)
 
@@ -209,7 +192,7 @@ def test_cli_rollback_then_history_lists_promote_then_rollback(settings) -> None
 def test_rollback_dag_moves_champion_and_records_who(settings, run_dag) -> None:
     from trainyard.governance import audit
 
-    old, new = _register(SPEC_MODEL), _register(SPEC_MODEL)
+    old, new = register_tiny_model(SPEC_MODEL), register_tiny_model(SPEC_MODEL)
     _promote(settings, SPEC_MODEL, old)
     _promote(settings, SPEC_MODEL, new)
 

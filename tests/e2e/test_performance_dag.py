@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import DagRunResult, dag_runs, make_champion, spec_named
+from tests.support import DagRunResult, dag_runs, evidence_link, make_champion, spec_named
 
 pytestmark = pytest.mark.e2e
 
@@ -185,6 +185,25 @@ def test_stable_labels_realised_metrics_no_decay_no_training_run(champion, run_d
     assert logged.data.metrics["realised_accuracy"] == summary.newest.value
     assert logged.data.metrics["baseline_accuracy"] == pytest.approx(_baseline())
     assert logged.data.tags["model_version"] == champion
+    # The evaluate task links to its summary and its MLflow run.
+    recorded, url = evidence_link("Performance report", MONITOR_DAG, run.run_id, "evaluate")
+    assert recorded == summary.summary_uri and "Signature=" in url
+    _, url = evidence_link("MLflow run", MONITOR_DAG, run.run_id, "evaluate")
+    assert url.endswith(f"/#/experiments/{experiment.experiment_id}/runs/{logged.info.run_id}")
+
+
+def test_the_models_page_shows_the_latest_realised_metrics(champion, run_dag) -> None:
+    from trainyard.monitoring.steps import latest_check_run
+    from trainyard.ui.models_page import realised_from_run
+
+    run = _monitor(run_dag, STABLE[-1])
+
+    assert run.state == "success", run.task_states
+    latest = latest_check_run(spec_named(PIPELINE))
+    assert latest is not None and latest.data.tags["airflow_run_id"] == run.run_id
+    realised = realised_from_run(latest)
+    assert realised.model_version == champion and realised.window_end == str(STABLE[-1])
+    assert realised.metrics["accuracy"] == run.xcoms["evaluate"]["value"]
 
 
 def test_the_realised_accuracy_is_the_champions_on_the_labelled_rows(champion, settings):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import champion_of, make_champion, model_versions, spec_named
+from tests.support import champion_of, evidence_link, make_champion, model_versions, spec_named
 
 pytestmark = pytest.mark.e2e
 
@@ -93,6 +93,7 @@ def test_predictions_are_the_champions_own_on_the_same_rows(champion, run_dag, s
 
     from trainyard.core import storage
     from trainyard.data import predictions
+    from trainyard.scoring.steps import record_uri
     from trainyard_dev.churn import generate_day
 
     run = _score(run_dag, SCORE_DAY)
@@ -120,6 +121,14 @@ def test_predictions_are_the_champions_own_on_the_same_rows(champion, run_dag, s
     # Same layout the monitor reads: the current batch object of the day.
     logged = predictions.read_predictions(settings, PIPELINE, [SCORE_DAY])
     assert len(logged) == ROWS and set(logged["model_version"]) == {champion}
+    # The score task links to the run's record (presigned), the champion task to nothing.
+    recorded, url = evidence_link("Scoring report", f"score_{PIPELINE}", run.run_id, "score")
+    assert recorded == record_uri(settings, PIPELINE, run.run_id)
+    assert f"/scoring/{PIPELINE}/runs/" in url and "Signature=" in url
+    assert evidence_link("Scoring report", f"score_{PIPELINE}", run.run_id, "champion") == (
+        None,
+        "",
+    )
 
 
 def test_a_rerun_with_the_same_champion_rewrites_nothing(champion, run_dag, settings) -> None:
@@ -186,6 +195,9 @@ def test_without_a_champion_the_run_is_skipped_with_the_reason(stack, run_dag, s
     assert record.status == "no_champion" and record.model_version is None
     assert "no champion of model 'churn_no_champion'" in record.message
     assert _day_keys(settings, SCORE_DAY, "churn_no_champion") == []
+    # The skipped task still links to the record that says why.
+    recorded, _ = evidence_link("Scoring report", "score_churn_no_champion", run.run_id, "champion")
+    assert recorded is not None and recorded.endswith(f"/runs/{run.run_id}.json")
 
 
 def test_a_broken_batch_fails_as_data_quality_and_writes_nothing(champion, run_dag, settings):

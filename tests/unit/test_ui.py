@@ -12,12 +12,15 @@ from trainyard.ui.links import (
     mlflow_run_ref,
     model_version_ref,
     references_of,
+    task_required_action_ref,
 )
 from trainyard.ui.models_page import (
     PipelineRow,
     RunSummary,
     champion_from_version,
     drift_outcome,
+    pending_from_version,
+    realised_from_run,
     render_history_page,
     render_models_page,
     training_outcome,
@@ -192,3 +195,97 @@ def test_every_row_offers_retrain_and_rollback_with_a_required_reason() -> None:
     assert 'action="/trainyard/models/churn/rollback"' in html
     assert html.count('name="reason" required') == 2
     assert 'href="/trainyard/models/churn"' in html
+
+
+def test_airflow_references_open_the_airflow_ui_itself() -> None:
+    ref = task_required_action_ref("train_churn", "manual__2026-11-23T01:00:00+00:00", "approval")
+    assert ref == (
+        "/dags/train_churn/runs/manual__2026-11-23T01%3A00%3A00%2B00%3A00/tasks/approval"
+        "/required_actions"
+    )
+    assert link_url(ref, mlflow_ui_url=MLFLOW, presign=_presign) == ref  # same site
+    assert link_url(
+        ref, mlflow_ui_url=MLFLOW, presign=_presign, airflow_url="https://airflow.example/"
+    ) == ("https://airflow.example" + ref)
+
+
+def test_scoring_performance_and_approval_links_are_read_from_xcom() -> None:
+    recorded = {
+        "Scoring report": "s3://trainyard/scoring/churn/runs/r.json",
+        "Performance report": "s3://trainyard/performance/churn/v1/end-x/in-y/summary.json",
+        "Required action": "/dags/d/runs/r/tasks/approval/required_actions",
+    }
+    assert references_of(recorded) == recorded
+    assert {kind.value for kind in LinkKind} >= set(recorded)
+
+
+def _challenger(tags: dict[str, str]) -> SimpleNamespace:
+    return SimpleNamespace(version="5", creation_timestamp=1_763_856_000_000, tags=tags)
+
+
+def test_pending_approval_links_to_the_required_action_of_its_run() -> None:
+    pending = pending_from_version(
+        _challenger(
+            {"airflow_dag_id": "train_churn", "airflow_run_id": "manual__1", "metric.f1": "0.6"}
+        )
+    )
+    assert (pending.version, pending.metrics) == ("5", {"f1": 0.6})
+    assert pending.since == datetime(2025, 11, 23, tzinfo=UTC)
+    assert pending.required_action_ref == task_required_action_ref(
+        "train_churn", "manual__1", "approval"
+    )
+    # Without the run's identity: the list of every pending action.
+    assert pending_from_version(_challenger({})).required_action_ref == (
+        "/required_actions?response_received=false"
+    )
+
+
+def _performance_run() -> SimpleNamespace:
+    return SimpleNamespace(
+        info=SimpleNamespace(start_time=1_763_859_600_000, experiment_id="7", run_id="mon-1"),
+        data=SimpleNamespace(
+            tags={"verdict": "no_decay", "model_version": "4", "window_end": "2026-11-15"},
+            metrics={"realised_roc_auc": 0.79, "realised_f1": 0.55, "labelled_rows": 900.0},
+        ),
+    )
+
+
+def test_realised_metrics_are_the_monitors_realised_ones_only() -> None:
+    realised = realised_from_run(_performance_run())
+    assert realised.metrics == {"f1": 0.55, "roc_auc": 0.79}
+    assert (realised.model_version, realised.verdict, realised.window_end) == (
+        "4",
+        "no_decay",
+        "2026-11-15",
+    )
+    assert realised.checked_at == datetime(2025, 11, 23, 1, tzinfo=UTC)
+    assert (realised.experiment_id, realised.mlflow_run_id) == ("7", "mon-1")
+
+
+def test_page_shows_realised_metrics_and_a_pending_approval() -> None:
+    row = PipelineRow(
+        "churn",
+        "churn",
+        "train_churn",
+        None,
+        None,
+        None,
+        pending_approval=pending_from_version(
+            _challenger({"airflow_dag_id": "train_churn", "airflow_run_id": "manual__1"})
+        ),
+        realised=realised_from_run(_performance_run()),
+    )
+    html = render_models_page([row], mlflow_ui_url="http://m", airflow_url="http://a")
+    assert "<th>latest realised metrics</th><th>pending approval</th>" in html
+    assert "f1 0.5500, roc_auc 0.7900" in html and "v4 · no decay · window to 2026-11-15" in html
+    assert 'href="http://m/#/experiments/7/runs/mon-1"' in html
+    assert (
+        'href="http://a/dags/train_churn/runs/manual__1/tasks/approval/required_actions">'
+        "v5 waits for approval</a>"
+    ) in html
+    bare = render_models_page(
+        [PipelineRow("iris", "iris", "train_iris", None, None, None)],
+        mlflow_ui_url="http://m",
+        airflow_url="http://a",
+    )
+    assert '<td class="realised">-</td>' in bare and '<td class="pending">none</td>' in bare

@@ -222,6 +222,11 @@ def run_through_airflow(api: AirflowApi, dag_id: str, conf: dict) -> dict:
 def performance_through_airflow(stack: Stack, api: AirflowApi, last_day: date) -> int:
     """Score two days, land their labels with concept drift, run the monitor, follow the retrain.
 
+    ``last_day`` is the drifted day the drift retrain trained up to: the decay retrain's window
+    ends on the monitored window's last day, and a window ending before the champion's would be
+    refused as older. Its labels land with the same covariate drift (the generator is seeded
+    by day, so the features are the ones scored), the day before with concept drift only.
+
     The drift retrain above started the cooldown both monitors share, so the monitor run is
     forced (``force``: past the cooldown, never while training is queued or running); without
     it the decay verdict would be recorded as "retrain suppressed: cooldown until …".
@@ -248,12 +253,16 @@ def performance_through_airflow(stack: Stack, api: AirflowApi, last_day: date) -
         return 1
     record = api.xcom(spec.scoring_dag_id, scored["dag_run_id"], "score")
     print(ScoringRecord.model_validate(record).describe())
+    before_last = last_day - timedelta(days=1)
+    land_days(
+        settings, first_day, before_last, DEMO_ROWS_PER_DAY, Knobs(concept_drift=DEMO_CONCEPT_DRIFT)
+    )
     land_days(
         settings,
-        first_day,
+        last_day,
         last_day,
         DEMO_ROWS_PER_DAY,
-        Knobs(concept_drift=DEMO_CONCEPT_DRIFT),
+        Knobs(covariate_drift=DEMO_DRIFT, concept_drift=DEMO_CONCEPT_DRIFT),
     )
     print(
         f"\nlabels of {first_day} .. {last_day} landed ({spec.labels.delay_days} days later in "
@@ -477,10 +486,11 @@ def run_demo(stack: Stack | None = None) -> int:
             )
         print_ui_tour(stack, api, training_dag, trained_by)
     code = 1
+    drifted_day = end + timedelta(days=1)
     if outcome is not None:
-        code = drift_through_airflow(stack, api, end + timedelta(days=1))
+        code = drift_through_airflow(stack, api, drifted_day)
     if code == 0:
-        code = performance_through_airflow(stack, api, end)
+        code = performance_through_airflow(stack, api, drifted_day)
     print_access(stack)
     return code
 

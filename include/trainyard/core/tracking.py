@@ -103,6 +103,23 @@ def close_orphaned_runs(experiment_id: str, tags: dict[str, str]) -> list[str]:
     return [orphan.info.run_id for orphan in orphans]
 
 
+def newest_finished_runs(experiment_name: str, condition: str, max_results: int) -> list[Any]:
+    """The newest FINISHED runs of an experiment meeting an MLflow filter ``condition``, newest
+    first; none when the experiment does not exist yet."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    return client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"{condition} and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=max_results,
+    )
+
+
 def log_monitoring_run(
     experiment_name: str,
     run_name: str,

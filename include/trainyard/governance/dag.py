@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param, task
 
-from trainyard.airflow.common import dag_arguments
+from trainyard.airflow.common import dag_arguments, record_links
 from trainyard.core.settings import Settings
 from trainyard.core.spec import load_all_specs
 from trainyard.governance import tasks
@@ -21,12 +21,23 @@ if TYPE_CHECKING:
 
 
 class AnswerRecordingApproval(ApprovalOperator):
-    """Airflow's ApprovalOperator that also keeps the answer as XCom ``answer``.
+    """Airflow's ApprovalOperator that also keeps the answer as XCom ``answer``, and links to
+    its Required Action.
 
     On *Reject* the stock operator skips its downstream tasks by raising, so its return value
     (who answered, what, with which comment) never reaches XCom; the ``settle`` task needs it to
     record the rejection.
     """
+
+    def execute(self, context: Any) -> Any:
+        """Record the *Required action* link (it survives the deferral), then ask."""
+        from trainyard.ui.links import LinkKind, task_required_action_ref
+
+        ti = context["ti"]
+        record_links(
+            {LinkKind.REQUIRED_ACTION: task_required_action_ref(ti.dag_id, ti.run_id, ti.task_id)}
+        )
+        return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         """Push the answer, then let the ApprovalOperator approve or skip downstream."""

@@ -260,19 +260,10 @@ def drift_status_before(spec: PipelineSpec, moment_ms: int) -> DriftStatus | Non
     Returns:
         The check, or None when none ran before.
     """
-    from mlflow import MlflowClient
+    from trainyard.core.tracking import newest_finished_runs
 
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(spec.monitoring_experiment)
-    if experiment is None:
-        return None
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"attributes.status = 'FINISHED' and attributes.start_time < {moment_ms}",
-        order_by=["attributes.start_time DESC"],
-        max_results=50,
-    )
-    for run in runs:
+    before = f"attributes.start_time < {moment_ms}"
+    for run in newest_finished_runs(spec.monitoring_experiment, before, 50):
         tags = run.data.tags
         if tags.get("monitor", "drift") == "drift" and tags.get("verdict"):
             return DriftStatus(

@@ -527,6 +527,15 @@ def log_check(spec: PipelineSpec, summary: PerformanceSummary, context: RunConte
     )
 
 
+def latest_check_run(spec: PipelineSpec) -> Any | None:
+    """The newest finished performance check in the monitoring experiment (an MLflow run), or
+    None when there is none (for the Models page's realised metrics)."""
+    from trainyard.core.tracking import newest_finished_runs
+
+    runs = newest_finished_runs(spec.monitoring_experiment, "tags.monitor = 'performance'", 1)
+    return runs[0] if runs else None
+
+
 def run_check(
     spec: PipelineSpec,
     settings: Settings,

@@ -10,8 +10,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from trainyard.airflow.common import airflow_failures, run_context, run_day, window_end_param
+from trainyard.airflow.common import (
+    airflow_failures,
+    record_links,
+    run_context,
+    run_day,
+    window_end_param,
+)
 from trainyard.core.settings import Settings
+from trainyard.ui.links import LinkKind, mlflow_run_ref
 
 if TYPE_CHECKING:
     from trainyard.core.spec import PipelineSpec
@@ -30,6 +37,7 @@ def baseline(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
             ref = champion_baseline(spec)
         except NoChampionError as error:
             uri = record_outcome(spec, context, "no_champion", str(error), signal="decay")
+            record_links({LinkKind.PERFORMANCE_REPORT: uri})
             log.warning("%s (recorded in %s)", error, uri)
             raise
     log.info("champion %s v%s, holdout %s", ref.model_name, ref.version, ref.metrics)
@@ -47,10 +55,23 @@ def evaluate(spec: PipelineSpec, champion: dict[str, Any], context: dict[str, An
             spec, settings, steps.Baseline.model_validate(champion), newest_end
         )
         mlflow_run_id = steps.log_check(spec, summary, run_context(context))
+        experiment_id = _experiment_id(mlflow_run_id)
+    record_links(
+        {
+            LinkKind.PERFORMANCE_REPORT: summary.report_uri or summary.summary_uri,
+            LinkKind.MLFLOW_RUN: mlflow_run_ref(experiment_id, mlflow_run_id),
+        }
+    )
     log.info("%s", summary.describe())
     log.info("MLflow run %s (experiment %s)", mlflow_run_id, spec.monitoring_experiment)
     conf = steps.decay_conf(summary) if summary.verdict == "decay" else None
     return {**summary.reference_for_xcom(), "mlflow_run_id": mlflow_run_id, "conf": conf}
+
+
+def _experiment_id(mlflow_run_id: str) -> str:
+    from mlflow import MlflowClient
+
+    return MlflowClient().get_run(mlflow_run_id).info.experiment_id
 
 
 def decide(spec: PipelineSpec, summary: dict[str, Any], context: dict[str, Any]) -> dict:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from trainyard.airflow.common import airflow_failures, run_day, window_end_param
+from trainyard.airflow.common import airflow_failures, record_links, run_day, window_end_param
 from trainyard.core.settings import Settings
+from trainyard.ui.links import LinkKind
 
 if TYPE_CHECKING:
     from trainyard.core.spec import PipelineSpec
@@ -32,7 +33,9 @@ def _record_outcome(
         model_name=spec.registered_model_name,
         model_version=version,
     )
-    return write_record(Settings.from_env(), record)
+    uri = write_record(Settings.from_env(), record)
+    record_links({LinkKind.SCORING_REPORT: uri})
+    return uri
 
 
 def champion(spec: PipelineSpec, context: dict[str, Any]) -> dict[str, Any]:
@@ -112,10 +115,11 @@ def score(
     from trainyard.scoring import steps
 
     dag_run = context["dag_run"]
+    settings = Settings.from_env()
     with airflow_failures(spec):
         record = steps.score(
             spec,
-            Settings.from_env(),
+            settings,
             steps.ChampionRef.model_validate(champion),
             [SnapshotRef.model_validate(s) for s in snapshots],
             dag_run.run_id,
@@ -123,4 +127,5 @@ def score(
             dag_run.run_after,
         )
     log.info("%s", record.describe())
+    record_links({LinkKind.SCORING_REPORT: steps.record_uri(settings, spec.name, record.run_id)})
     return record.model_dump(mode="json")

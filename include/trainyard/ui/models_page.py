@@ -1,4 +1,5 @@
-"""The Models page: one row per pipeline with its champion, last training and last drift verdict.
+"""The Models page: one row per pipeline with its champion, its realised metrics, a pending
+approval, the last training and the last drift verdict.
 
 Pure: the Airflow plugin (plugins/trainyard_ui.py) gathers the facts (MLflow registry, Airflow's
 metadata DB) into the records below and serves the HTML this module renders. Everything shown is
@@ -14,13 +15,16 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from trainyard.ui.links import mlflow_run_ref, model_version_ref
+from trainyard.ui.links import mlflow_run_ref, model_version_ref, task_required_action_ref
 
 if TYPE_CHECKING:
     from trainyard.governance.audit import AuditEvent
 
 #: Where the plugin's routes are mounted in the Airflow API server.
 URL_PREFIX = "/trainyard"
+
+#: The task of a training DAG in which a person approves a challenger (Required Actions).
+APPROVAL_TASK_ID = "approval"
 
 #: Task of each DAG whose failure names the outcome ("failed at validation").
 _FAILED_AT = {
@@ -54,6 +58,38 @@ class Champion:
 
 
 @dataclass(frozen=True)
+class PendingApproval:
+    """A version holding ``challenger``: it passed the gate and waits for a person's answer."""
+
+    version: str
+    since: datetime
+    dag_id: str
+    run_id: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def required_action_ref(self) -> str:
+        """The Airflow UI page where the approval is answered (without the run that waits for
+        it: the list of every pending one)."""
+        if not (self.dag_id and self.run_id):
+            return "/required_actions?response_received=false"
+        return task_required_action_ref(self.dag_id, self.run_id, APPROVAL_TASK_ID)
+
+
+@dataclass(frozen=True)
+class Realised:
+    """The performance monitor's latest check: realised metrics on labelled predictions."""
+
+    model_version: str
+    verdict: str
+    window_end: str
+    checked_at: datetime
+    metrics: dict[str, float]
+    experiment_id: str
+    mlflow_run_id: str
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """The latest run of one of a pipeline's DAGs, and what came of it."""
 
@@ -75,6 +111,8 @@ class PipelineRow:
     champion: Champion | None
     last_training: RunSummary | None
     last_drift: RunSummary | None
+    pending_approval: PendingApproval | None = None
+    realised: Realised | None = None
 
 
 def champion_from_version(version: Any, experiment_id: str) -> Champion:
@@ -85,11 +123,6 @@ def champion_from_version(version: Any, experiment_id: str) -> Champion:
         experiment_id: The experiment of its training run.
     """
     tags: Mapping[str, str] = version.tags or {}
-    metrics = {
-        key.removeprefix("metric."): float(value)
-        for key, value in tags.items()
-        if key.startswith("metric.")
-    }
     return Champion(
         version=str(version.version),
         since=datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC),
@@ -97,7 +130,50 @@ def champion_from_version(version: Any, experiment_id: str) -> Champion:
         mlflow_run_id=tags.get("mlflow_run_id", version.run_id or ""),
         airflow_run_id=tags.get("airflow_run_id", ""),
         reason=tags.get("trigger_reason", ""),
+        metrics=_metric_tags(tags),
+    )
+
+
+def _metric_tags(tags: Mapping[str, str]) -> dict[str, float]:
+    return dict(
+        sorted(
+            (key.removeprefix("metric."), float(value))
+            for key, value in tags.items()
+            if key.startswith("metric.")
+        )
+    )
+
+
+def pending_from_version(version: Any) -> PendingApproval:
+    """Read the version holding ``challenger`` (MLflow's ``ModelVersion``) and its lineage tags:
+    the training run that registered it is the one waiting for the answer."""
+    tags: Mapping[str, str] = version.tags or {}
+    return PendingApproval(
+        version=str(version.version),
+        since=datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC),
+        dag_id=tags.get("airflow_dag_id", ""),
+        run_id=tags.get("airflow_run_id", ""),
+        metrics=_metric_tags(tags),
+    )
+
+
+def realised_from_run(run: Any) -> Realised:
+    """Read a performance check's MLflow run (metrics ``realised_<name>``; tags ``verdict``,
+    ``model_version``, ``window_end``)."""
+    tags: Mapping[str, str] = run.data.tags
+    metrics = {
+        key.removeprefix("realised_"): value
+        for key, value in run.data.metrics.items()
+        if key.startswith("realised_")
+    }
+    return Realised(
+        model_version=tags.get("model_version", "?"),
+        verdict=tags.get("verdict", "?"),
+        window_end=tags.get("window_end", "-"),
+        checked_at=datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC),
         metrics=dict(sorted(metrics.items())),
+        experiment_id=run.info.experiment_id,
+        mlflow_run_id=run.info.run_id,
     )
 
 
@@ -182,7 +258,7 @@ def _champion_cells(row: PipelineRow, mlflow_ui_url: str) -> str:
         return '<td class="champion">no champion</td><td>-</td>'
     version_href = f"{mlflow_ui_url}/#/{model_version_ref(row.model_name, champion.version)}"
     run_href = f"{mlflow_ui_url}/#/{mlflow_run_ref(champion.experiment_id, champion.mlflow_run_id)}"
-    metrics = ", ".join(f"{name} {value:.4f}" for name, value in champion.metrics.items())
+    metrics = _metrics(champion.metrics)
     return (
         f'<td class="champion"><a href="{escape(version_href)}">'
         f"{escape(row.model_name)} v{escape(champion.version)}</a>"
@@ -192,6 +268,34 @@ def _champion_cells(row: PipelineRow, mlflow_ui_url: str) -> str:
         f"{' in ' + escape(champion.airflow_run_id) if champion.actor else ''}: "
         f"{escape(champion.reason or '-')}</small></td>"
         f"<td>{escape(metrics or '-')}</td>"
+    )
+
+
+def _metrics(metrics: Mapping[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+
+
+def _realised_cell(realised: Realised | None, mlflow_ui_url: str) -> str:
+    if realised is None:
+        return '<td class="realised">-</td>'
+    href = f"{mlflow_ui_url}/#/{mlflow_run_ref(realised.experiment_id, realised.mlflow_run_id)}"
+    verdict = realised.verdict.replace("_", " ")
+    return (
+        f'<td class="realised">{escape(_metrics(realised.metrics) or "no labelled rows")}'
+        f"<br><small>v{escape(realised.model_version)} · {escape(verdict)}"
+        f" · window to {escape(realised.window_end)} · "
+        f'<a href="{escape(href)}">checked {_when(realised.checked_at)}</a></small></td>'
+    )
+
+
+def _pending_cell(pending: PendingApproval | None, airflow_url: str) -> str:
+    if pending is None:
+        return '<td class="pending">none</td>'
+    href = f"{airflow_url}{pending.required_action_ref}"
+    return (
+        f'<td class="pending"><a href="{escape(href)}">v{escape(pending.version)} waits for '
+        f"approval</a><br><small>since {_when(pending.since)} · "
+        f"{escape(_metrics(pending.metrics) or '-')}</small></td>"
     )
 
 
@@ -243,6 +347,8 @@ def render_models_page(
     body = "".join(
         f'<tr data-pipeline="{escape(row.name)}"><td>{escape(row.name)}</td>'
         f"{_champion_cells(row, mlflow_ui_url)}"
+        f"{_realised_cell(row.realised, mlflow_ui_url)}"
+        f"{_pending_cell(row.pending_approval, airflow_url)}"
         f"{_run_cell(row.last_training, airflow_url)}"
         f"{_run_cell(row.last_drift, airflow_url)}"
         f"<td>{_actions(row)}</td></tr>"
@@ -252,7 +358,8 @@ def render_models_page(
         "Models",
         _banner(notice, error)
         + "<table><thead><tr><th>pipeline</th><th>champion</th><th>registered metrics</th>"
-        "<th>last training</th><th>last drift check</th><th>actions</th></tr></thead>"
+        "<th>latest realised metrics</th><th>pending approval</th><th>last training</th>"
+        "<th>last drift check</th><th>actions</th></tr></thead>"
         f"<tbody>{body}</tbody></table>",
     )
 
