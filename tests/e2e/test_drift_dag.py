@@ -73,14 +73,18 @@ def _drift(run_dag, window_end: date, **conf: Any) -> DagRunResult:
 
 
 def _drift_retrains() -> list[dict[str, Any]]:
-    """Runs of the training DAG the drift monitor created (run ids ``drift__…``)."""
+    """Runs of the training DAG the drift monitor created (``retrain__<slot>``, or
+    ``drift__forced__…`` when forced)."""
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
-    from sqlalchemy import select
+    from sqlalchemy import or_, select
 
     with create_session() as session:
         runs = session.scalars(
-            select(DagRun).where(DagRun.dag_id == TRAIN_DAG, DagRun.run_id.startswith("drift__"))
+            select(DagRun).where(
+                DagRun.dag_id == TRAIN_DAG,
+                or_(DagRun.run_id.startswith("retrain__"), DagRun.run_id.startswith("drift__")),
+            )
         ).all()
         return [
             {"run_id": run.run_id, "state": str(run.state), "conf": dict(run.conf or {})}

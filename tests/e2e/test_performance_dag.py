@@ -120,8 +120,9 @@ def _decision(settings: Any, run: DagRunResult) -> Any:
 
 
 def _retrains() -> dict[str, str]:
-    """Runs of the training DAG the performance monitor created (run ids ``decay__…``)."""
-    return {k: v for k, v in dag_runs(TRAIN_DAG).items() if k.startswith("decay__")}
+    """Runs of the training DAG the performance monitor created (``retrain__<slot>``, or
+    ``decay__…`` when forced)."""
+    return {k: v for k, v in dag_runs(TRAIN_DAG).items() if k.startswith(("retrain__", "decay__"))}
 
 
 def _baseline() -> float:
@@ -295,7 +296,7 @@ def test_concept_drift_is_decay_named_with_metric_and_values_and_one_retrain(dec
 
     (run_id,) = decay_run.created
     assert decay_run.created[run_id] == "queued"
-    assert run_id.startswith("decay__") and run_id == _decision(settings, run).training_run_id
+    assert run_id.startswith("retrain__") and run_id == _decision(settings, run).training_run_id
     decision = run.xcoms["decide"]
     assert decision["action"] == "retrain" and decision["signal"] == "decay"
     assert decision["training_run_id"] == run_id
@@ -326,7 +327,7 @@ def test_a_decay_verdict_inside_the_drift_cooldown_gives_no_second_retrain(
     drift_retrain = RetrainRecord(
         signal="drift",
         training_dag_id=TRAIN_DAG,
-        training_run_id=decay_retrain.training_run_id.replace("decay__", "drift__"),
+        training_run_id=decay_retrain.training_run_id,
         requested_at=_now(),
         drift_dag_id=f"drift_{PIPELINE}",
         drift_run_id="scheduled__test_drift_in_the_same_slot",

@@ -132,10 +132,10 @@ def test_a_gate_rejection_names_every_check_and_both_sides_metrics() -> None:
 
 
 def test_a_drift_retrain_names_the_share_columns_and_training_run() -> None:
-    decision = _decision("retrain", training_run_id="drift__20260302T060000Z")
+    decision = _decision("retrain", training_run_id="retrain__20260302T060000Z")
     alert = messages.monitor_verdict(decision, DRIFT_SUMMARY, LINKS)
     assert alert is not None and alert.kind == "drift"
-    assert "retrain triggered: train_churn run drift__20260302T060000Z" in alert.subject
+    assert "retrain triggered: train_churn run retrain__20260302T060000Z" in alert.subject
     assert "drift share 0.30 >= 0.2 (3 of 10 columns)" in alert.text
     assert "support_calls, data_usage_gb, tenure_months" in alert.text
     assert alert.facts["drift_share"] == 0.3 and alert.facts["retrain"] is True

@@ -382,7 +382,7 @@ def test_drift_without_history_retrains_with_reason_report_and_window() -> None:
     decision = _decide()
 
     assert decision.action == "retrain" and decision.retrain
-    assert decision.training_run_id == "drift__20260302T060000Z"
+    assert decision.training_run_id == "retrain__20260302T060000Z"
     conf = decision.conf
     assert conf["drift_report_uri"] == "s3://trainyard/drift/churn/x/report.html"
     assert conf["drifted_columns"] == ["monthly_charges", "contract"]
@@ -444,9 +444,10 @@ def test_racing_drift_runs_in_one_slot_ask_for_the_same_training_run() -> None:
         training_run_id(NOW.replace(hour=h, minute=m), 6, f"run{h}{m}")
         for h, m in ((6, 0), (8, 15), (11, 59))
     }
-    assert ids == {"drift__20260302T060000Z"}
-    assert training_run_id(NOW.replace(hour=12), 6, "r") == "drift__20260302T120000Z"
-    assert training_run_id(NOW, 6, "r", signal="decay") == "decay__20260302T060000Z"
+    assert ids == {"retrain__20260302T060000Z"}
+    assert training_run_id(NOW.replace(hour=12), 6, "r") == "retrain__20260302T120000Z"
+    # The performance monitor asks for the same run in the same slot: one retrain for both.
+    assert training_run_id(NOW, 6, "r", signal="decay") == "retrain__20260302T060000Z"
     assert cooldown_slot(datetime(2026, 3, 2, 1, tzinfo=UTC), 0.5) == datetime(
         2026, 3, 2, 1, tzinfo=UTC
     )
@@ -464,7 +465,7 @@ def test_run_ids_are_valid_airflow_run_ids() -> None:
 
 def test_only_a_retrain_decision_becomes_a_ledger_record() -> None:
     record = policy.record_from(_decide(), "drift_churn")
-    assert record.training_run_id == "drift__20260302T060000Z"
+    assert record.training_run_id == "retrain__20260302T060000Z"
     assert record.requested_at == NOW and record.drift_dag_id == "drift_churn"
     assert record.drifted_columns == ["monthly_charges", "contract"]
     with pytest.raises(ValueError, match="only a decision to retrain"):

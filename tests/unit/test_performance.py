@@ -11,7 +11,7 @@ import yaml
 
 from tests.support import REPO
 from trainyard.core.spec import SpecError, parse_spec
-from trainyard.drift.policy import RetrainRecord, decide, sibling_run_id, training_run_id
+from trainyard.drift.policy import RetrainRecord, decide, training_run_id
 from trainyard.monitoring.steps import (
     Baseline,
     PerformanceSummary,
@@ -189,39 +189,29 @@ def _decide_decay(last: RetrainRecord | None, run_id: str = "scheduled__perf", *
     )
 
 
-def test_decay_retrains_under_its_own_name_and_respects_the_drift_cooldown() -> None:
+def test_decay_asks_for_the_slots_retrain_and_respects_the_drift_cooldown() -> None:
     decision = _decide_decay(None)
     assert decision.action == "retrain" and decision.signal == "decay"
-    # Named for the monitor that asked, fixed per cooldown slot like the drift monitor's.
-    assert decision.training_run_id == "decay__20260309T060000Z"
-    assert decision.training_run_id == training_run_id(NOW, 6, "any run", signal="decay")
+    # The run the drift monitor asks for in the same slot: racing verdicts give one retrain.
+    assert decision.training_run_id == "retrain__20260309T060000Z"
+    assert decision.training_run_id == training_run_id(NOW, 6, "any run", signal="drift")
     assert decision.conf["reason"].startswith("decay: accuracy 0.5000")
 
     drift_retrain = RetrainRecord(
-        signal="drift", training_dag_id="train_churn", training_run_id="drift__20260309T060000Z",
+        signal="drift", training_dag_id="train_churn", training_run_id="retrain__20260309T060000Z",
         requested_at=NOW - timedelta(hours=1), drift_dag_id="drift_churn",
         drift_run_id="scheduled__perf", report_uri=None, drifted_columns=["a"], drift_share=0.5,
     )  # fmt: skip
     suppressed = _decide_decay(drift_retrain)
-    # Same run id as the drift run, but another monitor: not mistaken for a retry of its own.
+    # Same run id as the drift monitor's, but another monitor: not mistaken for a retry of its own.
     assert suppressed.action == "suppressed_cooldown" and not suppressed.retrain
     assert suppressed.message.startswith("decay detected, retrain suppressed: cooldown until")
 
 
-def test_the_other_monitors_run_of_this_slot_suppresses_until_forced() -> None:
-    """The drift monitor triggered this slot's retrain and has not written its ledger entry yet."""
-    assert sibling_run_id(NOW, 6, "decay") == "drift__20260309T060000Z"
-    assert sibling_run_id(NOW, 6, "drift") == "decay__20260309T060000Z"
-    assert sibling_run_id(NOW, 0, "decay") is None
-
-    suppressed = _decide_decay(None, sibling_run="drift__20260309T060000Z")
-    assert suppressed.action == "suppressed_cooldown" and not suppressed.retrain
-    assert suppressed.message == (
-        "decay detected, retrain suppressed: drift__20260309T060000Z was already requested in "
-        "this cooldown slot by the other monitor"
-    )
-    forced = _decide_decay(None, sibling_run="drift__20260309T060000Z", force=True)
+def test_a_forced_or_unslotted_decay_retrain_is_named_for_its_signal() -> None:
+    forced = _decide_decay(None, force=True)
     assert forced.retrain and forced.training_run_id == "decay__forced__scheduled__perf"
+    assert training_run_id(NOW, 0, "scheduled__perf", signal="decay") == "decay__scheduled__perf"
 
 
 def test_no_decay_verdicts_are_recorded_as_such() -> None:

@@ -11,14 +11,12 @@ Rules, in order:
    pipeline, whichever monitor asked) → "retrain suppressed: cooldown until …", unless forced.
 3. A training run of the pipeline is queued or running → suppressed (also when forced: a second
    run would only queue behind it, on data it may already cover).
-4. The other monitor's training run of this cooldown slot exists (it asked, and its ledger entry
-   is not written yet) → suppressed, unless forced.
-5. Otherwise → retrain, with a training run id that names the monitor and is the same for every
-   run of that monitor in the same cooldown slot (``drift__<slot>``, ``decay__<slot>``). Two runs
-   of one monitor that race past rules 2-4 therefore ask Airflow for the *same* run id, and
-   Airflow creates it once (the second trigger is skipped as "already exists"). A drift and a
-   decay run deciding within the same seconds, before either has triggered, is the one race left
-   open: it can give two training runs.
+4. Otherwise → retrain, with a training run id that is the same for every monitor run, drift or
+   decay, in the same cooldown slot (``retrain__<slot>``). Two monitor runs that race past rules
+   2-3 therefore ask Airflow for the *same* run id, and Airflow creates it once (the second
+   trigger is skipped as "already exists"). Which signal asked is in the run's conf (``reason``)
+   and in the ledger; a forced run, or a pipeline without cooldown, gets a run id naming its
+   signal and monitor run (``drift__forced__<run>``, ``decay__<run>``).
 
 The last drift-triggered retrain is recorded on S3 by the task that triggered it (see
 :mod:`trainyard.drift.ledger`). Airflow's Task SDK lets a task count runs by exact run ids and
@@ -53,8 +51,8 @@ Signal = Literal["drift", "decay"]
 _QUIET = frozenset(
     {"no_drift", "insufficient_data", "no_decay", "insufficient_labels", "no_predictions"}
 )
-#: Both monitors, each of which names the training runs it triggers (``<signal>__…``).
-SIGNALS: tuple[Signal, ...] = ("drift", "decay")
+#: Prefix of the training run both monitors ask for in a cooldown slot (they share the slots).
+SLOT_RUN_ID_PREFIX = "retrain__"
 
 
 class RetrainRecord(BaseModel):
@@ -125,32 +123,23 @@ def training_run_id(
 ) -> str:
     """The run id a monitor-triggered training run gets.
 
-    Deterministic per monitor and cooldown slot (``drift__20260302T060000Z``,
-    ``decay__20260302T060000Z``) so racing runs of one monitor collide on it; a forced run, or a
-    pipeline without cooldown, gets one per monitor run.
+    Deterministic per cooldown slot (``retrain__20260302T060000Z``), whichever monitor asks, so
+    racing monitor runs collide on it; a forced run, or a pipeline without cooldown, gets one per
+    monitor run, named for its signal (``drift__forced__<run>``, ``decay__<run>``).
 
     Args:
         moment: When the verdict was reached.
         cooldown_hours: The spec's cooldown.
         drift_run_id: The monitor DAG run asking.
         force: The monitor run was forced past the cooldown.
-        signal: Which monitor asks (the run id's prefix).
+        signal: Which monitor asks (the prefix of an unslotted run id).
 
     Returns:
         An Airflow run id (letters, digits and ``_.~:+-`` only).
     """
     if force or cooldown_hours <= 0:
         return f"{signal}__{'forced__' if force else ''}{drift_run_id}"
-    return f"{signal}__{cooldown_slot(moment, cooldown_hours):%Y%m%dT%H%M%SZ}"
-
-
-def sibling_run_id(moment: datetime, cooldown_hours: float, signal: Signal) -> str | None:
-    """The training run the *other* monitor asks for in this cooldown slot (rule 4), or None
-    when there are no slots (no cooldown)."""
-    if cooldown_hours <= 0:
-        return None
-    (other,) = (s for s in SIGNALS if s != signal)
-    return training_run_id(moment, cooldown_hours, "", signal=other)
+    return f"{SLOT_RUN_ID_PREFIX}{cooldown_slot(moment, cooldown_hours):%Y%m%dT%H%M%SZ}"
 
 
 def retrain_reason(summary: dict[str, Any]) -> str:
@@ -191,7 +180,6 @@ def decide(
     force: bool = False,
     signal: Signal = "drift",
     conf: dict[str, Any] | None = None,
-    sibling_run: str | None = None,
 ) -> RetrainDecision:
     """Apply the storm-protection rules to one monitor verdict.
 
@@ -207,8 +195,6 @@ def decide(
         force: Skip the cooldown (not the active-run rule).
         signal: Which monitor: its verdict of that name retrains.
         conf: The training run's conf (default: :func:`retrain_conf` of a drift summary).
-        sibling_run: The other monitor's training run of this slot, when it exists in Airflow
-            (:func:`sibling_run_id`).
 
     Returns:
         The decision; ``retrain`` is True only for action ``retrain``.
@@ -264,16 +250,6 @@ def decide(
                 cooldown_until=cooldown_until,
                 **base,
             )
-    if sibling_run is not None and not force:
-        return RetrainDecision(
-            action="suppressed_cooldown",
-            retrain=False,
-            message=(
-                f"{signal} detected, retrain suppressed: {sibling_run} was already requested in "
-                "this cooldown slot by the other monitor"
-            ),
-            **base,
-        )
     if active_training_runs > 0:
         return RetrainDecision(
             action="suppressed_active",

@@ -178,9 +178,6 @@ def decide(
     dag_run = context["dag_run"]
     # Asked of Airflow through the Task SDK (tasks cannot query the metadata DB directly).
     active = context["ti"].get_dr_count(dag_id=spec.training_dag_id, states=ACTIVE_STATES)
-    sibling = policy.sibling_run_id(dag_run.run_after, spec.drift.cooldown_hours, signal)
-    if sibling and not context["ti"].get_dr_count(dag_id=spec.training_dag_id, run_ids=[sibling]):
-        sibling = None
     with airflow_failures(spec):
         decision = policy.decide(
             summary,
@@ -193,7 +190,6 @@ def decide(
             force=bool(context["params"].get("force")),
             signal=signal,
             conf=conf,
-            sibling_run=sibling,
         )
         uri = ledger.write_decision(settings, decision)
         _tag_mlflow_run(summary.get("mlflow_run_id"), decision.action, decision.message)

@@ -58,7 +58,8 @@ day) → `decide` (the drift monitor's storm protection) → `retrain_requested`
   predictions: says so, no verdict. Labels for rows never scored are ignored and counted.
 - **Storm protection, shared with `{spec.drift_dag_id}`:** one cooldown of
   {spec.drift.cooldown_hours:g} h and one ledger (`drift/{spec.name}/retrains/`), none while
-  training is queued or running; the training run id is `decay__<slot start>`, fixed per slot.
+  training is queued or running; the training run id is `retrain__<slot start>`, the drift
+  monitor's in the same slot.
 - **Prediction and target drift** (reported, never retrain): the newest window's scores and
   labels against the champion's holdout scores, with Evidently's drift and
   classification/regression presets.
