@@ -17,7 +17,7 @@ The 1-minute load average is recorded before and after each measurement: the mac
 
 Usage:
     python benchmarks/scale.py steps --rows 1000000 --rows 3000000 [--reference]
-        [--max-training-rows N]
+        [--max-training-rows N] [--profile]
     python benchmarks/scale.py sql --rows 1000000
 Writes benchmarks/results/scale_<mode>.json.
 """
@@ -134,30 +134,43 @@ def land(settings: Any, prefix: str, rows: int) -> None:
 
 
 MINIMAL = """
-import io, sys, time
+import io, json, sys, time
+started = time.perf_counter()
 import pyarrow.parquet as pq, pandas as pd
 from trainyard.core import storage
 from trainyard.core.settings import Settings
 from trainyard.core.spec import load_spec
 from trainyard.training import modeling
 from trainyard.core.metrics import compute_metrics
+phases = {"import": time.perf_counter() - started}
 settings = Settings.from_env()
 spec = load_spec(settings.pipelines_dir / (sys.argv[1] + ".yaml"))
+mark = time.perf_counter()
 keys = storage.list_keys(settings, settings.raw_bucket, spec.source.prefix + "/")
 frame = pd.concat([pq.read_table(io.BytesIO(storage.get_bytes(
     settings, f"s3://{settings.raw_bucket}/{k}"))).to_pandas() for k in keys], ignore_index=True)
+phases["read"] = time.perf_counter() - mark
+mark = time.perf_counter()
 data = modeling.split(spec, frame)
+phases["split"] = time.perf_counter() - mark
 model = modeling.build_pipeline(spec)
-started = time.perf_counter()
+mark = time.perf_counter()
 model.fit(data.x_train, data.y_train)
-fit = time.perf_counter() - started
-print(compute_metrics(spec.metrics, model, data.x_test, data.y_test), f"fit {fit:.1f} s")
+phases["fit"] = time.perf_counter() - mark
+mark = time.perf_counter()
+metrics = compute_metrics(spec.metrics, model, data.x_test, data.y_test)
+phases["score"] = time.perf_counter() - mark
+print(json.dumps({"metrics": metrics, "phases_s": {k: round(v, 1) for k, v in phases.items()}}))
 """
 
 
-def run_steps(env: dict[str, str], name: str, work: Path) -> dict:
-    """Each training step in its own process, chained through JSON files."""
-    trainyard = str(Path(sys.executable).parent / "trainyard")
+def run_steps(env: dict[str, str], name: str, work: Path, profile: bool = False) -> dict:
+    """Each training step in its own process, chained through JSON files.
+
+    With ``profile``, each step runs under cProfile and writes ``<step>.prof`` next to its JSON
+    (read them with ``python -m pstats``); the wall times then include the profiler's cost.
+    """
+    trainyard = [str(Path(sys.executable).parent / "trainyard")]
     window = ["--window-end", WINDOW_END.isoformat(), "--window-days", str(DAYS)]
     inputs = {
         "ingest": window,
@@ -169,8 +182,11 @@ def run_steps(env: dict[str, str], name: str, work: Path) -> dict:
     }  # fmt: skip
     results = {}
     for step in STEPS:
-        command = [trainyard, step, name, *[str(work / a) if a.endswith(".json") else a
-                                            for a in inputs[step]]]  # fmt: skip
+        if profile:
+            profiled = ["-m", "cProfile", "-o", str(work / f"{step}.prof"), "-m", "trainyard"]
+            trainyard = [sys.executable, *profiled]
+        command = [*trainyard, step, name, *[str(work / a) if a.endswith(".json") else a
+                                             for a in inputs[step]]]  # fmt: skip
         results[step] = measure(command, env, work / f"{step}.json")
         print(f"  {step}: {results[step]}", flush=True)
     return results
@@ -182,6 +198,7 @@ def steps_mode(args: argparse.Namespace) -> dict:
     from trainyard_dev.services import Ports
 
     state = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    print(f"state and step outputs in {state}", flush=True)
     specs = state / "pipelines"
     specs.mkdir()
     stack = Stack(state_dir=state / "stack", ports=Ports.free())
@@ -198,13 +215,15 @@ def steps_mode(args: argparse.Namespace) -> dict:
             print(f"{rows:,} rows x {13 + len(EXTRA)} columns landed", flush=True)
             work = state / name
             work.mkdir()
-            result: dict[str, Any] = {"steps": run_steps(env, name, work)}
+            result: dict[str, Any] = {"steps": run_steps(env, name, work, args.profile)}
             result["steps_total_s"] = round(sum(s["wall_s"] for s in result["steps"].values()), 1)
             result["largest_step_rss_mb"] = max(s["peak_rss_mb"] for s in result["steps"].values())
             if args.reference:
                 script = work / "minimal.py"
                 script.write_text(textwrap.dedent(MINIMAL))
-                result["minimal_script"] = measure([sys.executable, str(script), name], env)
+                output = work / "minimal.json"
+                result["minimal_script"] = measure([sys.executable, str(script), name], env, output)
+                result["minimal_script"].update(json.loads(output.read_text()))
                 result["ratio_steps_to_minimal"] = round(
                     result["steps_total_s"] / result["minimal_script"]["wall_s"], 2
                 )
@@ -332,6 +351,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, action="append", required=True)
     parser.add_argument("--reference", action="store_true")
     parser.add_argument("--max-training-rows", type=int)
+    parser.add_argument("--profile", action="store_true", help="each step under cProfile")
     args = parser.parse_args()
     report = steps_mode(args) if args.mode == "steps" else sql_mode(args)
     report["cores"] = os.cpu_count()

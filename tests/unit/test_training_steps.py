@@ -80,6 +80,28 @@ def test_score_is_the_spec_metrics_on_the_holdout(fitted: steps.Fitted) -> None:
     assert scores["roc_auc"] > 0.75
 
 
+def test_the_kept_holdout_scores_exactly_as_the_split_it_was_cut_from(
+    fitted: steps.Fitted,
+) -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    from trainyard.core import storage
+
+    body = storage.parquet_bytes(steps.holdout_frame(CHURN, fitted.data))
+    kept = steps.holdout_split(
+        CHURN, pq.read_table(io.BytesIO(body)).to_pandas(), fitted.data.dropped_unlabeled
+    )
+    assert kept.x_train.empty and kept.y_train.empty
+    pd.testing.assert_frame_equal(kept.x_test, fitted.data.x_test.reset_index(drop=True))
+    assert kept.y_test.tolist() == fitted.data.y_test.tolist()
+    assert str(kept.y_test.dtype) == str(fitted.data.y_test.dtype)
+    assert steps.score(CHURN, fitted.model, kept) == steps.score(CHURN, fitted.model, fitted.data)
+    # The same rows give the same bytes, hence the same content-addressed key.
+    assert storage.parquet_bytes(steps.holdout_frame(CHURN, kept)) == body
+
+
 def test_holdout_scores_are_the_models_own_predictions_on_its_holdout(
     fitted: steps.Fitted, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,3 +247,18 @@ def test_a_window_older_than_the_champions_is_named_and_refused_unless_asked() -
         "allowed_older_window"
         not in decide(CHURN.gate, metrics, metrics, "5", allow_older_window=True).tags()
     )
+
+
+def test_the_dataset_schema_is_what_mlflow_would_infer_from_every_value(
+    frame: pd.DataFrame,
+) -> None:
+    from mlflow.types.utils import _infer_schema
+
+    from trainyard.core.tracking import dataset_schema
+
+    rows = frame.head(200).copy()
+    rows.loc[3, "contract"] = None  # a text column with a gap: not required
+    rows.loc[5, "monthly_charges"] = float("nan")
+    rows["churned"] = rows["churned"].astype("Int64")
+    rows["flag"] = rows["tenure_months"] > 12
+    assert dataset_schema(rows).to_dict() == _infer_schema(rows).to_dict()

@@ -10,9 +10,12 @@ inside the functions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainyard.core.errors import NothingToDoError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -41,6 +44,43 @@ def alias_version(model_name: str, alias: str) -> Any | None:
 def champion_version(model_name: str) -> Any | None:
     """The model version holding the ``champion`` alias, or None (also when no model exists)."""
     return alias_version(model_name, CHAMPION)
+
+
+def dataset_schema(frame: pd.DataFrame) -> Any:
+    """The MLflow schema of a snapshot's rows, from its column types alone (pure).
+
+    MLflow infers a dataset's schema by visiting every value of every text column in Python:
+    about 25 s per million rows of the churn snapshot, a third of the fit. A snapshot's columns
+    are normalised to one type each (text columns hold strings or None), so the types say it all.
+
+    Args:
+        frame: Normalised snapshot rows.
+
+    Returns:
+        An ``mlflow.types.Schema`` with one column spec per column.
+    """
+    import pandas as pd
+    from mlflow.types import ColSpec, DataType, Schema
+
+    types = pd.api.types
+
+    def kind(values: pd.Series) -> DataType:
+        if types.is_bool_dtype(values.dtype):
+            return DataType.boolean
+        if types.is_integer_dtype(values.dtype):
+            return DataType.long
+        if types.is_float_dtype(values.dtype):
+            return DataType.double
+        if types.is_datetime64_any_dtype(values.dtype):
+            return DataType.datetime
+        return DataType.string
+
+    return Schema(
+        [
+            ColSpec(kind(frame[column]), str(column), required=not frame[column].hasnans)
+            for column in frame.columns
+        ]
+    )
 
 
 def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:

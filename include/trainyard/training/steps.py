@@ -45,6 +45,10 @@ class TrainingResult(BaseModel):
     rows_holdout: int
     dropped_unlabeled: int
     training_sample: str | None = None
+    #: The holdout rows (features and target), content-addressed (see :func:`holdout_uri`);
+    #: None for a run trained before they were kept: evaluate then splits the snapshot again.
+    holdout_uri: str | None = None
+    holdout_sha256: str | None = None
 
 
 # ---- pure parts ---------------------------------------------------------------------------------
@@ -225,6 +229,23 @@ def split_mismatch(spec: PipelineSpec, champion_params: dict[str, str]) -> str:
     )
 
 
+def holdout_frame(spec: PipelineSpec, holdout: Split) -> pd.DataFrame:
+    """The holdout's features and target in one frame, as kept for evaluate (pure)."""
+    return holdout.x_test.assign(**{spec.schema_.target: holdout.y_test}).reset_index(drop=True)
+
+
+def holdout_split(spec: PipelineSpec, frame: pd.DataFrame, dropped_unlabeled: int) -> Split:
+    """A split holding only the holdout side, from a frame made by :func:`holdout_frame` (pure).
+
+    Evaluate scores on the holdout only, so the training side is left empty.
+    """
+    from trainyard.training.modeling import Split
+
+    x = frame[list(spec.schema_.features)]
+    y = frame[spec.schema_.target]
+    return Split(x.iloc[:0], x, y.iloc[:0], y, dropped_unlabeled)
+
+
 # ---- steps (I/O around the pure parts) --------------------------------------------------------
 
 
@@ -232,6 +253,42 @@ def _load(settings: Settings, snapshot: SnapshotRef) -> pd.DataFrame:
     from trainyard.data.snapshots import load_snapshot
 
     return load_snapshot(settings, snapshot.uri, snapshot.sha256)
+
+
+def holdout_uri(settings: Settings, pipeline: str, sha256: str) -> str:
+    """The content-addressed key of a holdout's rows (the same rows always land on the same key)."""
+    return f"s3://{settings.artifacts_bucket}/holdouts/{pipeline}/{sha256}.parquet"
+
+
+def _store_holdout(spec: PipelineSpec, settings: Settings, holdout: Split) -> tuple[str, str]:
+    """Keep the holdout rows so evaluate reads them alone (a fifth of the snapshot), instead of
+    reading the whole snapshot and splitting it again.
+
+    Returns:
+        The holdout's URI and the sha256 of its bytes (checked when evaluate reads it).
+    """
+    import hashlib
+
+    from trainyard.core import storage
+
+    body = storage.parquet_bytes(holdout_frame(spec, holdout))
+    sha256 = hashlib.sha256(body).hexdigest()
+    uri = holdout_uri(settings, spec.name, sha256)
+    storage.put_bytes(settings, uri, body, "application/vnd.apache.parquet")
+    return uri, sha256
+
+
+def _load_holdout(
+    spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef, training: TrainingResult
+) -> Split:
+    """This run's holdout: the rows train kept (hash checked), or the snapshot split again."""
+    from trainyard.data.snapshots import load_snapshot
+    from trainyard.training import modeling
+
+    if training.holdout_uri is None or training.holdout_sha256 is None:
+        return modeling.split(spec, _load(settings, snapshot))
+    frame = load_snapshot(settings, training.holdout_uri, training.holdout_sha256)
+    return holdout_split(spec, frame, training.dropped_unlabeled)
 
 
 def _store_holdout_scores(
@@ -291,7 +348,7 @@ def train(
     import mlflow
     from mlflow.models import infer_signature
 
-    from trainyard.core.tracking import close_orphaned_runs, find_finished_run
+    from trainyard.core.tracking import close_orphaned_runs, dataset_schema, find_finished_run
     from trainyard.training.preflight import preflight, trusted_types
 
     if not validation.success:
@@ -316,6 +373,8 @@ def train(
             rows_holdout=int(tags["rows_holdout"]),
             dropped_unlabeled=int(tags["dropped_unlabeled"]),
             training_sample=tags.get("training_sample"),
+            holdout_uri=tags.get("holdout_uri"),
+            holdout_sha256=tags.get("holdout_sha256"),
         )
 
     frame = _load(settings, snapshot)
@@ -346,6 +405,9 @@ def train(
             # the snapshot_sha256 lineage tag.
             digest=snapshot.sha256[:32],
         )
+        # Given, not inferred: MLflow's inference visits every text value (~25 s per 1M rows).
+        # ``schema`` is a cached property of the dataset, so setting it skips the inference.
+        dataset.schema = dataset_schema(frame)
         mlflow.log_input(dataset, context="training")
         mlflow.log_dict(validation.model_dump(mode="json"), "validation/report.json")
         example = data.x_train.head(5)
@@ -358,6 +420,8 @@ def train(
             skops_trusted_types=trusted_types(spec, fitted.model, spec_path),
         )
         _store_holdout_scores(spec, settings, run.info.run_id, fitted)
+        holdout, holdout_sha256 = _store_holdout(spec, settings, data)
+        mlflow.set_tags({"holdout_uri": holdout, "holdout_sha256": holdout_sha256})
         # Set last: a run carrying model_uri is complete and can be reused by a retry.
         mlflow.set_tag("model_uri", info.model_uri)
     return TrainingResult(
@@ -368,6 +432,8 @@ def train(
         rows_holdout=len(data.x_test),
         dropped_unlabeled=data.dropped_unlabeled,
         training_sample=sample,
+        holdout_uri=holdout,
+        holdout_sha256=holdout_sha256,
     )
 
 
@@ -429,9 +495,8 @@ def evaluate(
     import mlflow
 
     from trainyard.core.tracking import champion_version
-    from trainyard.training import modeling
 
-    holdout = modeling.split(spec, _load(settings, snapshot))
+    holdout = _load_holdout(spec, settings, snapshot, training)
     challenger_model = mlflow.sklearn.load_model(training.model_uri)
     challenger = score(spec, challenger_model, holdout)
     current = champion_version(spec.registered_model_name)
