@@ -128,10 +128,12 @@ class ServingSettings:
     | ``TRAINYARD_SERVING_MAX_BODY_BYTES`` | largest request body | ``4194304`` |
     | ``TRAINYARD_SERVING_PREDICT_THREADS`` | predictions running at once | ``2`` |
     | ``TRAINYARD_SERVING_BATCH_MAX_ROWS`` | most waiting rows in one prediction | ``256`` |
+    | ``TRAINYARD_SERVING_NATIVE_THREADS`` | OpenMP/BLAS threads per prediction | ``1`` |
 
     ``*``: ``~/.local/state/trainyard/prediction-log``. Two prediction threads: one per core of
     the 2-core host; each takes every request waiting for its model, so more threads mostly
-    make smaller batches (:mod:`trainyard.serving.batching`).
+    make smaller batches; and one native thread each, as OpenMP's own threads made one-row
+    predictions slower, not faster (:mod:`trainyard.serving.batching`).
     """
 
     host: str = "127.0.0.1"
@@ -150,6 +152,7 @@ class ServingSettings:
     max_body_bytes: int = 4 * 1024 * 1024
     predict_threads: int = 2
     batch_max_rows: int = 256
+    native_threads: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
@@ -197,6 +200,7 @@ class ServingSettings:
             max_body_bytes=int(number("MAX_BODY_BYTES", defaults.max_body_bytes, int)),
             predict_threads=int(number("PREDICT_THREADS", defaults.predict_threads, int)),
             batch_max_rows=int(number("BATCH_MAX_ROWS", defaults.batch_max_rows, int)),
+            native_threads=int(number("NATIVE_THREADS", defaults.native_threads, int)),
         )
         for name, value in (
             ("API_KEY", settings.api_key),

@@ -117,7 +117,7 @@ def create_app(
         on_change=on_change,
         on_failure=lambda pipeline: metrics.model_load_failures.labels(pipeline).inc(),
     )
-    batcher = MicroBatcher(serving.predict_threads, serving.batch_max_rows)
+    batcher = MicroBatcher(serving.predict_threads, serving.batch_max_rows, serving.native_threads)
     instance_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     prediction_log = PredictionLog(
         settings,

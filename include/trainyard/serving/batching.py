@@ -13,6 +13,13 @@ own after. If a joined prediction fails, each of its requests is predicted again
 request's failure is never reported to another.
 
 All bookkeeping happens on the event loop (no locks); only the predictions run in threads.
+
+Each prediction thread limits the native thread pools it uses (OpenMP, BLAS) to
+``native_threads``: the server's parallelism is its prediction threads. Left to OpenMP, one
+``HistGradientBoostingClassifier.predict_proba`` of one row started a parallel region over
+both cores; on the shared 2-core host (load 11-18) that took 104-119 ms at the median and
+3.3-5.4 s at p99, against 10-12 ms and 28-37 ms with one OpenMP thread, same process, same row
+(spinning OpenMP workers wait for a core the other threads hold).
 """
 
 from __future__ import annotations
@@ -68,12 +75,18 @@ class MicroBatcher:
     Args:
         workers: Predictions running at once.
         max_rows: Most rows joined into one prediction (a larger single request runs alone).
+        native_threads: OpenMP / BLAS threads each prediction may use.
     """
 
-    def __init__(self, workers: int, max_rows: int) -> None:
+    def __init__(self, workers: int, max_rows: int, native_threads: int = 1) -> None:
         self.workers = workers
         self.max_rows = max_rows
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="predict")
+        self._pool = ThreadPoolExecutor(
+            workers,
+            thread_name_prefix="predict",
+            initializer=_limit_native_threads,
+            initargs=(native_threads,),
+        )
         self._waiting: deque[_Waiting] = deque()
         self._free = workers
 
@@ -126,6 +139,13 @@ class MicroBatcher:
     def shutdown(self) -> None:
         """Wait for running predictions, then stop the threads."""
         self._pool.shutdown(wait=True)
+
+
+def _limit_native_threads(threads: int) -> None:
+    """Cap the OpenMP and BLAS pools seen by the calling (prediction) thread."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
 
 
 def _predict_joined(taken: list[_Waiting]) -> list[tuple[Any, Any | None] | BaseException]:
