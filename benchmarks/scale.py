@@ -188,6 +188,9 @@ def run_steps(env: dict[str, str], name: str, work: Path, profile: bool = False)
         command = [*trainyard, step, name, *[str(work / a) if a.endswith(".json") else a
                                              for a in inputs[step]]]  # fmt: skip
         results[step] = measure(command, env, work / f"{step}.json")
+        if profile and not (work / f"{step}.json").read_text().strip():
+            # cProfile swallows the CLI's exit code: a failed step leaves its JSON empty.
+            raise RuntimeError(f"{step} failed under the profiler (no result); run it without")
         print(f"  {step}: {results[step]}", flush=True)
     return results
 
