@@ -62,19 +62,19 @@ class Fitted:
     data: Split
 
 
-def fit(spec: PipelineSpec, frame: pd.DataFrame) -> Fitted:
-    """Split a snapshot's rows by the spec and fit the spec's pipeline on the training side.
+def fit(spec: PipelineSpec, frame: pd.DataFrame | Split) -> Fitted:
+    """Fit the spec's pipeline on the training side of a split (of a snapshot's rows, split here).
 
     Args:
         spec: Features, estimator, hyperparameters, split settings.
-        frame: The snapshot's rows.
+        frame: The snapshot's rows, or their split.
 
     Returns:
         The fitted pipeline and the split.
     """
     from trainyard.training import modeling
 
-    data = modeling.split(spec, frame)
+    data = frame if isinstance(frame, modeling.Split) else modeling.split(spec, frame)
     model = modeling.build_pipeline(spec)
     model.fit(data.x_train, data.y_train)
     return Fitted(model=model, data=data)
@@ -249,10 +249,15 @@ def holdout_split(spec: PipelineSpec, frame: pd.DataFrame, dropped_unlabeled: in
 # ---- steps (I/O around the pure parts) --------------------------------------------------------
 
 
-def _load(settings: Settings, snapshot: SnapshotRef) -> pd.DataFrame:
-    from trainyard.data.snapshots import load_snapshot
+def _split(
+    spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef, holdout_only: bool = False
+) -> Split:
+    """The snapshot's split, read piece by piece: memory holds the rows kept, not the snapshot."""
+    from trainyard.data.snapshots import open_snapshot
+    from trainyard.training import modeling
 
-    return load_snapshot(settings, snapshot.uri, snapshot.sha256)
+    with open_snapshot(settings, snapshot.uri, snapshot.sha256) as rows:
+        return modeling.split_rows(spec, rows.columns, rows.batches, holdout_only)
 
 
 def holdout_uri(settings: Settings, pipeline: str, sha256: str) -> str:
@@ -283,10 +288,9 @@ def _load_holdout(
 ) -> Split:
     """This run's holdout: the rows train kept (hash checked), or the snapshot split again."""
     from trainyard.data.snapshots import load_snapshot
-    from trainyard.training import modeling
 
     if training.holdout_uri is None or training.holdout_sha256 is None:
-        return modeling.split(spec, _load(settings, snapshot))
+        return _split(spec, settings, snapshot, holdout_only=True)
     frame = load_snapshot(settings, training.holdout_uri, training.holdout_sha256)
     return holdout_split(spec, frame, training.dropped_unlabeled)
 
@@ -346,6 +350,7 @@ def train(
             target that does not fit the task), found before fitting.
     """
     import mlflow
+    import pandas as pd
     from mlflow.models import infer_signature
 
     from trainyard.core.tracking import close_orphaned_runs, dataset_schema, find_finished_run
@@ -377,8 +382,7 @@ def train(
             holdout_sha256=tags.get("holdout_sha256"),
         )
 
-    frame = _load(settings, snapshot)
-    fitted = fit(spec, frame)
+    fitted = fit(spec, _split(spec, settings, snapshot))
     data = fitted.data
     tags = {
         "pipeline": spec.name,
@@ -396,8 +400,10 @@ def train(
         tags["training_sample"] = sample
     with mlflow.start_run(run_name=f"{context.dag_id}/{context.run_id}", tags=tags) as run:
         mlflow.log_params(training_params(spec, snapshot))
+        # The rows fitted on (sampled, when max_training_rows sampled), without a copy.
+        fitted_rows = pd.concat([data.x_train, data.y_train], axis=1, copy=False)
         dataset = mlflow.data.from_pandas(
-            frame,
+            fitted_rows,
             source=snapshot.uri,
             name=f"{spec.name}-{snapshot.window_start}-{snapshot.window_end}",
             targets=spec.schema_.target,
@@ -407,7 +413,7 @@ def train(
         )
         # Given, not inferred: MLflow's inference visits every text value (~25 s per 1M rows).
         # ``schema`` is a cached property of the dataset, so setting it skips the inference.
-        dataset.schema = dataset_schema(frame)
+        dataset.schema = dataset_schema(fitted_rows)
         mlflow.log_input(dataset, context="training")
         mlflow.log_dict(validation.model_dump(mode="json"), "validation/report.json")
         example = data.x_train.head(5)
