@@ -162,6 +162,18 @@ def _champion() -> str | None:
     return found.version if found else None
 
 
+def _card(settings, version: str) -> str:
+    """The version's card on S3, after checking MLflow's description carries the same text."""
+    from mlflow import MlflowClient
+
+    from trainyard.governance.model_card import read_card
+
+    card = read_card(settings, MODEL, version)
+    assert card is not None
+    assert MlflowClient().get_model_version(MODEL, version).description == card
+    return card
+
+
 def test_approved_challenger_becomes_champion_and_the_trail_names_the_reviewer(
     settings, api, churn_days
 ) -> None:
@@ -181,6 +193,9 @@ def test_approved_challenger_becomes_champion_and_the_trail_names_the_reviewer(
     assert approved.cause.reason == "metrics hold up"
     assert "challenger" in approved.aliases_removed
     assert run.xcoms["report"]["status"] == "registered"
+    card = _card(settings, version)
+    assert card.endswith(f"## Approval\napproved by {REVIEWER}: metrics hold up\n")
+    assert "awaiting approval" not in card
 
 
 def test_request_shows_gate_checks_metrics_and_links_and_is_alerted(
@@ -246,6 +261,9 @@ def test_rejected_challenger_leaves_the_champion_and_keeps_the_reviewers_words(
 
     assert current_aliases(MODEL).get("challenger") != version
     assert run.xcoms["report"]["status"] == "not_approved"
+    assert _card(settings, version).endswith(
+        f"## Approval\nrejected by {REVIEWER}: too few rows in May\n"
+    )
 
 
 def test_unanswered_request_times_out_to_the_specs_choice(settings, api, churn_days) -> None:

@@ -21,6 +21,7 @@ from trainyard.governance.model_card import (
     card_uri,
     description_of,
     render_card,
+    with_approval,
 )
 from trainyard.training.gate import decide
 from trainyard.training.registry import lineage_tags
@@ -209,3 +210,18 @@ def test_spec_card_fields_are_optional_text(tmp_path: Path) -> None:
     assert (spec.intended_use, spec.limitations) == ("", "")
     with pytest.raises(SpecError, match="limitations"):
         parse_spec({**data, "limitations": ["not", "text"]}, tmp_path / "churn.yaml")
+
+
+def test_a_reviewers_answer_ends_the_card_and_replaces_an_earlier_one() -> None:
+    pending = render_card(facts(alias="challenger"))
+    assert "challenger (awaiting approval in Airflow's Required Actions)" in pending
+
+    approved = with_approval(pending, "approved by ana: metrics hold up")
+    assert approved.startswith(pending.split("awaiting approval")[0])
+    assert "awaiting approval" not in approved
+    assert approved.endswith("\n\n## Approval\napproved by ana: metrics hold up\n")
+    assert section(approved, "Lineage") == section(pending, "Lineage")
+
+    again = with_approval(approved, "rejected by bo: too few rows")
+    assert again.count("## Approval") == 1
+    assert again.endswith("## Approval\nrejected by bo: too few rows\n")

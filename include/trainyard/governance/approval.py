@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from trainyard.training.gate import GateDecision
 
+#: The task of a training DAG in which a person approves a challenger (Required Actions).
+APPROVAL_TASK_ID = "approval"
 APPROVE = "Approve"
 REJECT = "Reject"
 _PAST = {"approve": "approved", "reject": "rejected"}

@@ -33,6 +33,9 @@ MLFLOW_DESCRIPTION_LIMIT = 5000
 
 #: Where the card is among the training run's MLflow artifacts.
 RUN_ARTIFACT = "model_card.md"
+#: The card's last section once a reviewer has answered (``promotion.mode: approval``).
+APPROVAL_HEADING = "## Approval"
+_AWAITING = "awaiting approval in Airflow's Required Actions"
 
 #: Lineage tags listed on the card, in this order, with their labels.
 _LINEAGE = (
@@ -175,7 +178,7 @@ def render_card(facts: CardFacts) -> str:
     promotion = (
         "champion (promoted automatically after passing the gate)"
         if facts.alias == "champion"
-        else f"{facts.alias} (awaiting approval in Airflow's Required Actions)"
+        else f"{facts.alias} ({_AWAITING})"
     )
     params = ", ".join(f"{key}={value}" for key, value in sorted(model.params.items()))
     features = [f"- numeric: {', '.join(schema.numeric_features) or '-'}"]
@@ -243,6 +246,24 @@ def description_of(card: str, uri: str) -> str:
     return card[: MLFLOW_DESCRIPTION_LIMIT - len(tail)] + tail
 
 
+def with_approval(card: str, outcome: str) -> str:
+    """The card with its approval section saying ``outcome`` (an earlier one is replaced).
+
+    A card is rendered at registration, while an approval is still pending; the reviewer's
+    answer arrives later and belongs on the same card.
+
+    Args:
+        card: The Markdown card.
+        outcome: One line: who decided what, and why (``Verdict.describe``).
+
+    Returns:
+        The card ending with an ``## Approval`` section.
+    """
+    head = card.partition(f"\n{APPROVAL_HEADING}\n")[0].rstrip("\n")
+    head = head.replace(_AWAITING, "answered: see Approval below")
+    return f"{head}\n\n{APPROVAL_HEADING}\n{outcome}\n"
+
+
 # ---- I/O ---------------------------------------------------------------------------------------
 
 
@@ -303,6 +324,27 @@ def publish(settings: Settings, model_name: str, version: Any, card: str) -> str
     # Last: a version with a description has its card everywhere (register checks this).
     client.update_model_version(model_name, version.version, description=description_of(card, uri))
     return uri
+
+
+def record_approval(settings: Settings, model_name: str, version: str, outcome: str) -> str | None:
+    """Write the reviewer's answer on a version's card, wherever the card is kept.
+
+    Args:
+        settings: The artifacts bucket.
+        model_name: The registered model.
+        version: The version the answer was about.
+        outcome: One line: who decided what, and why.
+
+    Returns:
+        The card's S3 URI, or None when the version has no card (registered before cards).
+    """
+    from mlflow import MlflowClient
+
+    card = read_card(settings, model_name, version)
+    if card is None:
+        return None
+    found = MlflowClient().get_model_version(model_name, version)
+    return publish(settings, model_name, found, with_approval(card, outcome))
 
 
 def read_card(settings: Settings, model_name: str, version: str) -> str | None:

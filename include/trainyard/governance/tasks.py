@@ -109,10 +109,10 @@ def ask_for_approval(
 
 def _settle(spec: PipelineSpec, registration: dict[str, Any], context: dict[str, Any]) -> Any:
     """The approval's verdict and the audit cause it gives; None when no approval was asked."""
-    from trainyard.governance.approval import verdict
+    from trainyard.governance.approval import APPROVAL_TASK_ID, verdict
     from trainyard.governance.audit import Cause
 
-    response = context["ti"].xcom_pull(task_ids="approval", key="answer")
+    response = context["ti"].xcom_pull(task_ids=APPROVAL_TASK_ID, key="answer")
     if not response:
         return None, None
     found = verdict(response, spec.promotion.on_timeout, spec.promotion.timeout)
@@ -143,6 +143,7 @@ def promote_approved(
             cause,
             crown=True,
         )
+    _record_on_card(spec, registration, found.describe())
     log.info("%s", found.describe())
     return {"crown": True, "describe": found.describe()}
 
@@ -166,5 +167,17 @@ def settle_approval(
                 registration["version"],
                 cause,
             )
+        _record_on_card(spec, registration, found.describe())
         log.warning("NOT APPROVED; the champion stays. %s", found.describe())
     return {"crown": found.crown, "describe": found.describe()}
+
+
+def _record_on_card(spec: PipelineSpec, registration: dict[str, Any], outcome: str) -> None:
+    """Put the reviewer's answer on the challenger's model card."""
+    from trainyard.governance.model_card import record_approval
+
+    with airflow_failures(spec, "the model card"):
+        uri = record_approval(
+            Settings.from_env(), spec.registered_model_name, str(registration["version"]), outcome
+        )
+    log.info("model card %s", uri or "absent (registered before cards): nothing to update")

@@ -17,6 +17,7 @@ from trainyard.alerts.notifiers import ApprovalWaitingNotifier
 from trainyard.core.settings import Settings
 from trainyard.core.spec import load_all_specs
 from trainyard.governance import tasks as governance_tasks
+from trainyard.governance.approval import APPROVAL_TASK_ID
 from trainyard.governance.dag import AnswerRecordingApproval
 from trainyard.training import tasks
 
@@ -212,7 +213,7 @@ def _approval_steps(spec: PipelineSpec, registration: Any, *upstream: Any) -> An
         )
 
     approval = AnswerRecordingApproval(
-        task_id="approval",
+        task_id=APPROVAL_TASK_ID,
         subject="{{ ti.xcom_pull(task_ids='ask', key='subject') }}",
         body="{{ ti.xcom_pull(task_ids='ask', key='body') }}",
         defaults="Approve" if spec.promotion.on_timeout == "approve" else "Reject",

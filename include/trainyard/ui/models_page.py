@@ -15,6 +15,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from trainyard.governance.approval import APPROVAL_TASK_ID
 from trainyard.ui.links import mlflow_run_ref, model_version_ref, task_required_action_ref
 
 if TYPE_CHECKING:
@@ -22,9 +23,6 @@ if TYPE_CHECKING:
 
 #: Where the plugin's routes are mounted in the Airflow API server.
 URL_PREFIX = "/trainyard"
-
-#: The task of a training DAG in which a person approves a challenger (Required Actions).
-APPROVAL_TASK_ID = "approval"
 
 #: Task of each DAG whose failure names the outcome ("failed at validation").
 _FAILED_AT = {
