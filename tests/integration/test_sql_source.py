@@ -119,6 +119,19 @@ def test_an_incremental_window_picks_up_new_rows(spec, settings, warehouse: str)
     assert ingest(spec, settings, window).sha256 == after.sha256
 
 
+def test_an_hours_window_crossing_midnight_reads_exactly_its_hours(spec, settings) -> None:
+    window = TrainingWindow.ending_hours(datetime(2025, 5, 2, 1), 4)  # 22:00 to 01:59
+
+    snapshot = ingest(spec, settings, window)
+
+    rows = pd.concat([_rows(day) for day in DAYS[:2]])
+    inside = rows[(rows["event_time"] >= datetime(2025, 5, 1, 22))
+                  & (rows["event_time"] < datetime(2025, 5, 2, 2))]  # fmt: skip
+    frame = load_snapshot(settings, snapshot.uri, snapshot.sha256)
+    assert snapshot.rows == len(inside) > 0
+    assert frame["customer_id"].tolist() == inside["customer_id"].tolist()
+
+
 def test_bad_values_and_bad_queries_are_named(spec, settings, monkeypatch) -> None:
     window = TrainingWindow(start=DAYS[0], end=DAYS[1])
     # One bad value, in row 1301 of 1400: the second chunk of 1000 rows is named.
