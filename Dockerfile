@@ -32,6 +32,9 @@ COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
 COPY --chown=airflow:0 include/pipelines/ /opt/airflow/include/pipelines/
 COPY --chown=airflow:0 include/expectations/ /opt/airflow/include/expectations/
 COPY --chown=airflow:0 docker/mlflow/entrypoint.sh /opt/trainyard/mlflow-entrypoint.sh
+# The model server's prediction-log spill folder (a volume in compose), owned by airflow so the
+# volume created from it is writable.
+RUN mkdir -p /opt/airflow/prediction-log
 
 # The installed package lives in site-packages, so say where its specs and suites are.
 # /opt/airflow/auth holds SimpleAuthManager's passwords file, written by airflow-init from .env.

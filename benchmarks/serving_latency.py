@@ -6,7 +6,9 @@ champion. Three servers run as processes, each one uvicorn worker:
 
 - ``trainyard serve`` with the MLflow webhook and 10 s polling (ours, prediction log on);
 - ``trainyard serve`` with polling only (10 s), for the alias-follow comparison;
-- ``mlflow models serve -m models:/<name>@champion --env-manager local`` (the reference).
+- ``mlflow models serve -m models:/<name>@champion --env-manager local`` (the reference);
+- with ``--mlflow-one-thread``, the reference again with ``OMP_NUM_THREADS=1`` (ours limits
+  OpenMP to one thread per prediction; this shows what that setting alone gives the reference).
 
 Load, on loopback from this process (an open-loop asyncio client on raw keep-alive
 connections: requests are due on a fixed schedule whatever the answers, so a slow server cannot
@@ -14,7 +16,7 @@ slow the load down, and latency counts from the due time): single-row requests
 at each ``--rates`` for ``--seconds`` each, then ``--batches`` sequential requests of 1,000 rows,
 against ours and the reference in turn, in the same run. Latency is from a request's send to
 its answer; errors count non-200 answers and failed connections; CPU is the server process's
-user+system time over the phase.
+user+system time over the phase, and the load generator's own CPU is reported beside it.
 
 Then the alias moves ``--moves`` times (v1 -> v2 -> v1 ...); the time until each of our servers'
 ``/models`` shows the new version is measured (webhook vs polling).
@@ -120,6 +122,7 @@ async def fixed_rate(url: str, body: bytes, rate: float, seconds: float) -> dict
             writer.close()
 
     workers = [asyncio.create_task(connection()) for _ in range(64)]
+    client_cpu = time.process_time()
     start = time.perf_counter()
     for index in range(total):
         when = start + index / rate
@@ -130,7 +133,9 @@ async def fixed_rate(url: str, body: bytes, rate: float, seconds: float) -> dict
     for _ in workers:
         due.put_nowait(None)
     await asyncio.gather(*workers)
-    return summarize(latencies, errors, total, time.perf_counter() - start)
+    figures = summarize(latencies, errors, total, time.perf_counter() - start)
+    figures["client_cpu_s"] = round(time.process_time() - client_cpu, 1)
+    return figures
 
 
 async def _read_response(reader: asyncio.StreamReader) -> int:
@@ -261,6 +266,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--moves", type=int, default=3)
+    parser.add_argument(
+        "--mlflow-one-thread",
+        action="store_true",
+        help="also load mlflow models serve run with OMP_NUM_THREADS=1",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary state folder")
     args = parser.parse_args()
 
@@ -288,12 +298,13 @@ def main() -> int:
         MlflowClient().set_registered_model_alias(PIPELINE, "champion", v1)
         print(f"registered {PIPELINE} v{v1} (champion) and v{v2}", flush=True)
 
-        ours_port, polling_port, mlflow_port = free_ports(3)
+        ours_port, polling_port, mlflow_port, mlflow_one_port = free_ports(4)
         # `mlflow models serve` runs `uvicorn` by name: this interpreter's bin goes first on PATH.
         bin_dir = str(Path(sys.executable).parent)
         base_env = {
             **os.environ,
             "TRAINYARD_PIPELINES_DIR": str(pipelines),
+            "TRAINYARD_SERVING_LOG_SPILL_DIR": str(state / "spill"),
             "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
         }
         webhook_secret = "benchmark-webhook-secret"
@@ -318,6 +329,11 @@ def main() -> int:
                 {},
             ),
         }  # fmt: skip
+        if args.mlflow_one_thread:
+            reference, _ = commands["mlflow_models_serve"]
+            port_at = reference.index("--port") + 1
+            one_thread = [*reference[:port_at], str(mlflow_one_port), *reference[port_at + 1 :]]
+            commands["mlflow_models_serve_omp1"] = (one_thread, {"OMP_NUM_THREADS": "1"})
         for name, (command, env) in commands.items():
             with (logs / f"{name}.log").open("wb") as log:
                 processes[name] = subprocess.Popen(
@@ -326,6 +342,8 @@ def main() -> int:
         wait_ok(f"http://127.0.0.1:{ours_port}/ready")
         wait_ok(f"http://127.0.0.1:{polling_port}/ready")
         wait_ok(f"http://127.0.0.1:{mlflow_port}/ping")
+        if args.mlflow_one_thread:
+            wait_ok(f"http://127.0.0.1:{mlflow_one_port}/ping")
         print("servers ready", flush=True)
 
         load = {
@@ -342,6 +360,13 @@ def main() -> int:
                 args,
             ),
         }
+        if args.mlflow_one_thread:
+            load["mlflow_models_serve_omp1"] = run_load(
+                "mlflow serve, 1 thread",
+                f"http://127.0.0.1:{mlflow_one_port}/invocations",
+                processes["mlflow_models_serve_omp1"].pid,
+                args,
+            )
         follow = follow_times(
             {
                 "webhook": f"http://127.0.0.1:{ours_port}",

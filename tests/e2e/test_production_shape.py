@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import time
 import urllib.error
@@ -270,6 +271,51 @@ def test_model_server_serves_the_champion_and_requires_the_api_key(prod, trainin
     _, *command = compose["model-server"]["healthcheck"]["test"]
     line = " ".join(command).replace("localhost:8000", f"127.0.0.1:{prod.ports.serving}")
     assert subprocess.run(["bash", "-c", line], capture_output=True, timeout=60).returncode == 0
+
+
+def test_model_server_webhook_is_registered_and_delivered_behind_mlflow_auth(
+    prod, training_run
+) -> None:
+    """Behind MLflow's basic auth the server registers its webhook (an admin-only API, so with
+    the admin login compose gives it), and MLflow delivers signed alias events to it."""
+    import httpx
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from trainyard.serving.webhooks import ALIAS_EVENTS, WEBHOOK_NAME
+
+    client = MlflowClient()
+    url = f"{prod.serving_url}/webhooks/mlflow"
+    hooks = [hook for hook in client.list_webhooks(max_results=1000) if hook.url == url]
+    assert [(hook.name, str(hook.status)) for hook in hooks] == [(WEBHOOK_NAME, "ACTIVE")]
+    assert sorted(str(event) for event in hooks[0].events) == sorted(ALIAS_EVENTS)
+    # MLflow signs a test delivery with the stored secret; the server checks it and answers 200.
+    tried = client.test_webhook(hooks[0].webhook_id)
+    assert tried.success and tried.response_status == 200, tried
+
+    def delivered() -> float:
+        text = httpx.get(f"{prod.serving_url}/metrics", timeout=10).text
+        found = re.search(
+            r'^trainyard_serving_webhook_deliveries_total{followed="true"} ([0-9.e+]+)$',
+            text,
+            re.MULTILINE,
+        )
+        return float(found.group(1)) if found else 0.0
+
+    before = delivered()
+    champion = client.get_model_version_by_alias("churn", "champion")
+    # Setting the alias again is an alias event like any move (the server re-reads, no swap).
+    client.set_registered_model_alias("churn", "champion", champion.version)
+    deadline = time.monotonic() + 60
+    while delivered() <= before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert delivered() > before, "MLflow did not deliver the alias event to the model server"
+
+    with pytest.MonkeyPatch.context() as patch:  # anyone else is refused the webhook API
+        patch.delenv("MLFLOW_TRACKING_USERNAME")
+        patch.delenv("MLFLOW_TRACKING_PASSWORD")
+        with pytest.raises(MlflowException, match="401"):
+            MlflowClient(tracking_uri=prod.mlflow_url).list_webhooks()
 
 
 @pytest.mark.last_in_module  # it stops the stack the other tests of this module use

@@ -47,14 +47,15 @@ def s3_proxy(stack: Any) -> Iterator[FaultProxy]:
     proxy.close()
 
 
-@pytest.fixture(scope="module")
-def server(
-    stack: Any,
-    registry: dict[str, Any],
-    s3_proxy: FaultProxy,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[dict[str, Any]]:
-    """``trainyard serve`` as a process: API key, webhook, log flushed every FLUSH_ROWS rows."""
+def _start(
+    registry: dict[str, Any], s3_proxy: FaultProxy, folder: Path
+) -> tuple[subprocess.Popen, str, Path]:
+    """``trainyard serve`` as a process: API key, webhook, log flushed every FLUSH_ROWS rows,
+    rows S3 refuses at shutdown spilled to ``folder/spill``; ready when this returns.
+
+    Returns:
+        The process, its base URL and its log file.
+    """
     port = free_ports(1)[0]
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -67,8 +68,9 @@ def server(
         "TRAINYARD_SERVING_WEBHOOK_SECRET": "webhook-secret-for-tests",
         "TRAINYARD_SERVING_LOG_FLUSH_SECONDS": "3600",
         "TRAINYARD_SERVING_LOG_FLUSH_ROWS": str(FLUSH_ROWS),
+        "TRAINYARD_SERVING_LOG_SPILL_DIR": str(folder / "spill"),
     }
-    log_path = tmp_path_factory.mktemp("serving-log") / "server.log"
+    log_path = folder / f"server-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "trainyard", "serve", "--port", str(port)],
@@ -78,6 +80,23 @@ def server(
         )
     try:
         wait_for(lambda: _ready(url), "the model server's /ready", 180, log_path)
+    except BaseException:
+        process.kill()
+        process.wait(10)
+        raise
+    return process, url, log_path
+
+
+@pytest.fixture(scope="module")
+def server(
+    stack: Any,
+    registry: dict[str, Any],
+    s3_proxy: FaultProxy,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Any]]:
+    """The module's server (:func:`_start`)."""
+    process, url, log_path = _start(registry, s3_proxy, tmp_path_factory.mktemp("serving-log"))
+    try:
         yield {"url": url, "process": process, "log": log_path}
     finally:
         if process.poll() is None:
@@ -335,3 +354,48 @@ def test_sigterm_flushes_the_buffer(server, settings) -> None:
     assert set(frame["customer_id"]) <= set(_logged(settings)["row_id"])
     log = Path(server["log"]).read_text()
     assert "Application shutdown complete" in log and "could not be written" not in log
+
+
+def test_rows_s3_refuses_at_shutdown_wait_on_disk_and_reach_s3_after_a_restart(
+    stack, registry, s3_proxy, settings, tmp_path
+) -> None:
+    """S3 down (the server's connections to it refused) through a SIGTERM: the buffered rows
+    are spilled to local disk, counted, and the next server on that folder uploads them."""
+    import pyarrow.parquet as pq
+
+    frame = churn_rows(7, date(2026, 3, 7))
+    ids = set(frame["customer_id"])
+    first, url, first_log = _start(registry, s3_proxy, tmp_path)
+    try:
+        with s3_proxy.fault("refuse"):
+            with _client({"url": url}) as client:
+                answered = client.post(
+                    f"/predict/{PIPELINE}", json={"records": feature_records(frame)}
+                )
+            assert answered.status_code == 200
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(120) in (0, -signal.SIGTERM)
+            spilled = sorted((tmp_path / "spill").glob(f"{PIPELINE}/date=*/*.parquet"))
+            on_disk = [pq.read_table(path).to_pandas() for path in spilled]
+            assert sum(len(part) for part in on_disk) == len(frame)
+            assert ids == {row for part in on_disk for row in part["row_id"]}
+            assert not ids & set(_logged(settings)["row_id"])
+    finally:
+        if first.poll() is None:
+            first.kill()
+    log = first_log.read_text()
+    assert "could not be written" not in log and "they wait in" in log
+
+    second, url, _ = _start(registry, s3_proxy, tmp_path)
+    try:
+        wait_for(lambda: ids <= set(_logged(settings)["row_id"]), "the spilled rows in S3", 120)
+        server = {"url": url}
+        assert _metric(server, "trainyard_serving_prediction_log_recovered_rows_total") == len(
+            frame
+        )
+        wait_for(lambda: not any((tmp_path / "spill").rglob("*.parquet")), "spill emptied", 30)
+        logged = _logged(settings).set_index("row_id").loc[frame["customer_id"]]
+        assert logged["prediction"].tolist() == answered.json()["predictions"]
+    finally:
+        second.terminate()
+        second.wait(60)

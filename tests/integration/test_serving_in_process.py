@@ -13,9 +13,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,6 +55,7 @@ def _app(settings: Any, registry: dict[str, Any], s3_proxy: FaultProxy, **servin
         "log_flush_seconds": 3600.0,
         "log_flush_rows": 1_000_000,
         "max_body_bytes": MAX_BODY,
+        "log_spill_dir": Path(tempfile.mkdtemp(prefix="trainyard-test-spill-")),
         **serving,
     }
     # Short S3 bounds (tests/faults.py's FAST_FAILURES), so a refused write fails in seconds.

@@ -283,3 +283,86 @@ def test_predictions_run_off_the_event_loop() -> None:
     assert answer.status_code == 200
     assert answer.json()["predictions"] == [1]
     assert answer.json()["probabilities"] == [{"0": 0.25, "1": 0.75}]
+
+
+def test_waiting_requests_are_predicted_together_and_each_gets_its_own_rows() -> None:
+    """With every thread busy, later requests queue and are predicted in one call, at most
+    ``max_rows`` rows at a time; each request still gets exactly its own rows' answers."""
+    import asyncio
+    from typing import ClassVar
+
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from trainyard.serving.batching import MicroBatcher
+
+    class Counted(ServedModel):
+        calls: ClassVar[list[int]] = []
+
+        def predict_records(self, records: list[dict]) -> tuple:
+            self.calls.append(len(records))
+            return super().predict_records(records)
+
+    training = pd.DataFrame({"x": np.linspace(-3, 3, 40)})
+    model = LogisticRegression().fit(training, (training["x"] > 0).astype(int))
+    served = Counted(**{**_served(model, (Column("x", "number"),)).__dict__})
+    requests = [[{"x": float(i) - 10}] if i % 3 else [{"x": 0.5}, {"x": -2.0}] for i in range(21)]
+
+    async def send_all(batcher: MicroBatcher) -> list:
+        try:
+            return await asyncio.gather(*(batcher.predict(served, rows) for rows in requests))
+        finally:
+            batcher.shutdown()
+
+    answers = asyncio.run(send_all(MicroBatcher(workers=1, max_rows=8)))
+
+    # The first request found the thread free; the rest waited and went in joined calls.
+    assert Counted.calls[0] == len(requests[0]) and len(Counted.calls) < len(requests)
+    assert max(Counted.calls) <= 8 and sum(Counted.calls) == sum(map(len, requests))
+    for rows, (predictions, probabilities) in zip(requests, answers, strict=True):
+        alone = pd.DataFrame.from_records(rows)
+        assert predictions.tolist() == model.predict(alone).tolist()
+        assert np.allclose(probabilities, model.predict_proba(alone))
+
+
+def test_a_failing_request_in_a_joined_prediction_fails_alone() -> None:
+    import asyncio
+
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    from trainyard.serving.batching import MicroBatcher
+
+    training = pd.DataFrame({"x": [0.0, 1.0, 2.0]})
+    served = _served(LinearRegression().fit(training, [0, 1, 2]), (Column("x", "number"),))
+    # Records skip the request check here, so a text value reaches the model and fails it.
+    requests = [[{"x": 1.0}], [{"x": 2.0}], [{"x": "not a number"}], [{"x": 0.0}]]
+
+    async def send_all() -> list:
+        batcher = MicroBatcher(workers=1, max_rows=256)
+        try:
+            return await asyncio.gather(
+                *(batcher.predict(served, rows) for rows in requests), return_exceptions=True
+            )
+        finally:
+            batcher.shutdown()
+
+    answers = asyncio.run(send_all())
+
+    assert isinstance(answers[2], ValueError)
+    assert [round(float(answers[i][0][0]), 6) for i in (0, 1, 3)] == [1.0, 2.0, 0.0]
+
+
+def test_prediction_threads_and_batch_size_are_settings() -> None:
+    settings = ServingSettings.from_env(
+        {
+            "TRAINYARD_SERVING_PREDICT_THREADS": "4",
+            "TRAINYARD_SERVING_BATCH_MAX_ROWS": "64",
+            "TRAINYARD_SERVING_LOG_SPILL_DIR": "/var/lib/trainyard/spill",
+        }
+    )
+    assert (settings.predict_threads, settings.batch_max_rows) == (4, 64)
+    assert str(settings.log_spill_dir) == "/var/lib/trainyard/spill"
+    assert ServingSettings.from_env({}).predict_threads == 2
+    with pytest.raises(ValueError, match="TRAINYARD_SERVING_PREDICT_THREADS must be positive"):
+        ServingSettings.from_env({"TRAINYARD_SERVING_PREDICT_THREADS": "0"})

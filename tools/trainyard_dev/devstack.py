@@ -167,7 +167,7 @@ class Stack(ServiceRunner):
         """The model server's settings: this stack's port and MLflow webhooks to it.
 
         The webhook secret is made once per state folder. No API key on the embedded stack
-        (the production shape sets one).
+        (the production shape sets one). Rows S3 refuses at shutdown wait in the state folder.
         """
         secret = self.state_secret("serving-webhook.secret", lambda: secrets.token_urlsafe(24))
         return {
@@ -175,6 +175,7 @@ class Stack(ServiceRunner):
             "TRAINYARD_SERVING_PORT": str(self.ports.serving),
             "TRAINYARD_SERVING_WEBHOOK_URL": f"{self.serving_url}/webhooks/mlflow",
             "TRAINYARD_SERVING_WEBHOOK_SECRET": secret,
+            "TRAINYARD_SERVING_LOG_SPILL_DIR": str(self.state_dir / "prediction-log"),
         }
 
     def write_env_file(self) -> Path:

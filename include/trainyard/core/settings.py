@@ -124,7 +124,16 @@ class ServingSettings:
     | ``TRAINYARD_SERVING_WEBHOOK_SECRET`` | HMAC secret of that webhook | unset |
     | ``TRAINYARD_SERVING_LOG_FLUSH_SECONDS`` / ``_ROWS`` | log flush period / size | 60 / 10000 |
     | ``TRAINYARD_SERVING_LOG_MAX_BACKLOG_ROWS`` | rows kept while S3 is unreachable | ``100000`` |
+    | ``TRAINYARD_SERVING_LOG_SPILL_DIR`` | rows S3 refused at shutdown, for a restart | ``*`` |
     | ``TRAINYARD_SERVING_MAX_BODY_BYTES`` | largest request body | ``4194304`` |
+    | ``TRAINYARD_SERVING_PREDICT_THREADS`` | predictions running at once | ``2`` |
+    | ``TRAINYARD_SERVING_BATCH_MAX_ROWS`` | most waiting rows in one prediction | ``256`` |
+    | ``TRAINYARD_SERVING_NATIVE_THREADS`` | OpenMP/BLAS threads per prediction | ``1`` |
+
+    ``*``: ``~/.local/state/trainyard/prediction-log``. Two prediction threads: one per core of
+    the 2-core host; each takes every request waiting for its model, so more threads mostly
+    make smaller batches; and one native thread each, as OpenMP's own threads made one-row
+    predictions slower, not faster (:mod:`trainyard.serving.batching`).
     """
 
     host: str = "127.0.0.1"
@@ -137,7 +146,13 @@ class ServingSettings:
     log_flush_seconds: float = 60.0
     log_flush_rows: int = 10_000
     log_max_backlog_rows: int = 100_000
+    log_spill_dir: Path = field(
+        default_factory=lambda: Path.home() / ".local" / "state" / "trainyard" / "prediction-log"
+    )
     max_body_bytes: int = 4 * 1024 * 1024
+    predict_threads: int = 2
+    batch_max_rows: int = 256
+    native_threads: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
@@ -179,7 +194,13 @@ class ServingSettings:
             log_max_backlog_rows=int(
                 number("LOG_MAX_BACKLOG_ROWS", defaults.log_max_backlog_rows, int)
             ),
+            log_spill_dir=Path(env["TRAINYARD_SERVING_LOG_SPILL_DIR"]).expanduser()
+            if env.get("TRAINYARD_SERVING_LOG_SPILL_DIR")
+            else defaults.log_spill_dir,
             max_body_bytes=int(number("MAX_BODY_BYTES", defaults.max_body_bytes, int)),
+            predict_threads=int(number("PREDICT_THREADS", defaults.predict_threads, int)),
+            batch_max_rows=int(number("BATCH_MAX_ROWS", defaults.batch_max_rows, int)),
+            native_threads=int(number("NATIVE_THREADS", defaults.native_threads, int)),
         )
         for name, value in (
             ("API_KEY", settings.api_key),

@@ -15,19 +15,18 @@ With ``TRAINYARD_SERVING_API_KEY`` set, ``/predict`` and ``/models`` need
 the orchestrator and Prometheus. One process serves every pipeline: the models are small, and
 one process means one alias follower and one log writer per host. Run one per pipeline by
 setting ``TRAINYARD_SERVING_PIPELINES``. Predictions run in a bounded pool of threads
-(:data:`PREDICT_THREADS`), off the event loop, which stays free to read requests and answer
-``/health``, ``/ready`` and ``/metrics`` meanwhile.
+(``TRAINYARD_SERVING_PREDICT_THREADS``), off the event loop, which stays free to read requests
+and answer ``/health``, ``/ready`` and ``/metrics`` meanwhile; requests that wait for a thread
+are predicted together (:mod:`trainyard.serving.batching`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from trainyard.serving.batching import MicroBatcher
 from trainyard.serving.metrics import ServingMetrics
 from trainyard.serving.models import ChampionFollower, ServedModel
 from trainyard.serving.prediction_log import PredictionLog, Served
@@ -48,14 +48,6 @@ log = logging.getLogger(__name__)
 
 #: MLflow's webhook payloads are a few hundred bytes.
 WEBHOOK_MAX_BYTES = 64 * 1024
-
-#: Threads running predictions. Prediction mostly holds the GIL, so threads add little
-#: parallelism; but on the shared 2-core host (load 23-38; one-row requests at 40/s for 15 s,
-#: same app) the server answered 4-6 req/s predicting on the event loop or in one thread,
-#: 23-24 with four threads, 33-39 with eight and 35-39 with anyio's default forty: the scheduler
-#: shares a busy CPU by runnable thread (``mlflow models serve`` also predicts in a pool).
-#: Bounded, so a burst queues instead of spawning threads.
-PREDICT_THREADS = 8
 
 
 class BodyTooLarge(Exception):
@@ -125,7 +117,7 @@ def create_app(
         on_change=on_change,
         on_failure=lambda pipeline: metrics.model_load_failures.labels(pipeline).inc(),
     )
-    predict_pool = ThreadPoolExecutor(PREDICT_THREADS, thread_name_prefix="predict")
+    batcher = MicroBatcher(serving.predict_threads, serving.batch_max_rows, serving.native_threads)
     instance_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     prediction_log = PredictionLog(
         settings,
@@ -134,6 +126,7 @@ def create_app(
         flush_seconds=serving.log_flush_seconds,
         flush_rows=serving.log_flush_rows,
         max_backlog_rows=serving.log_max_backlog_rows,
+        spill_dir=serving.log_spill_dir,
     )
 
     @asynccontextmanager
@@ -148,7 +141,7 @@ def create_app(
         prediction_log.start()
         yield
         follower.stop()
-        predict_pool.shutdown(wait=True)
+        batcher.shutdown()
         prediction_log.close()
 
     app = FastAPI(title="trainyard model server", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -203,9 +196,7 @@ def create_app(
         except RequestError as error:
             return refused(422, str(error), pipeline, "invalid")
         try:
-            predictions, probabilities = await asyncio.get_running_loop().run_in_executor(
-                predict_pool, model.predict_records, parsed.records
-            )
+            predictions, probabilities = await batcher.predict(model, parsed.records)
         except Exception as error:  # noqa: BLE001 (answer one line, never a traceback)
             log.exception("%s v%s failed to predict", model.registered_name, model.version)
             reason = str(error).splitlines()[0] if str(error) else ""
@@ -282,6 +273,7 @@ def create_app(
         except ValueError:
             return JSONResponse({"detail": "body: not valid JSON"}, status_code=422)
         followed = name is not None and follower.nudge(name)
+        metrics.webhook_deliveries.labels(str(followed).lower()).inc()
         return JSONResponse({"followed": followed})
 
     @app.get("/metrics")

@@ -61,6 +61,12 @@ class ServingMetrics:
             ["pipeline"],
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "trainyard_serving_webhook_deliveries",
+            "Authentic MLflow webhook deliveries, by whether they named a followed champion",
+            ["followed"],
+            registry=r,
+        )
         self.log_backlog_rows = Gauge(
             "trainyard_serving_prediction_log_backlog_rows",
             "Logged predictions not yet written to S3",
@@ -74,6 +80,16 @@ class ServingMetrics:
         self.log_dropped_rows = Counter(
             "trainyard_serving_prediction_log_dropped_rows",
             "Logged predictions dropped because the backlog was full (S3 unreachable too long)",
+            registry=r,
+        )
+        self.log_spilled_rows = Counter(
+            "trainyard_serving_prediction_log_spilled_rows",
+            "Logged predictions S3 refused at shutdown, kept on local disk for the next start",
+            registry=r,
+        )
+        self.log_recovered_rows = Counter(
+            "trainyard_serving_prediction_log_recovered_rows",
+            "Logged predictions taken back from local disk at start (spilled at a shutdown)",
             registry=r,
         )
         self.log_written_rows = Counter(
