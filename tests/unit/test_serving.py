@@ -366,3 +366,46 @@ def test_prediction_threads_and_batch_size_are_settings() -> None:
     assert ServingSettings.from_env({}).predict_threads == 2
     with pytest.raises(ValueError, match="TRAINYARD_SERVING_PREDICT_THREADS must be positive"):
         ServingSettings.from_env({"TRAINYARD_SERVING_PREDICT_THREADS": "0"})
+
+
+def test_spilled_rows_come_back_within_the_backlog_bound(tmp_path) -> None:
+    """Rows S3 refused at shutdown are on disk; a restart with a smaller bound takes back the
+    newest, drops (and deletes) the oldest, and counts both."""
+    from trainyard.core.settings import Settings
+    from trainyard.serving.metrics import ServingMetrics
+    from trainyard.serving.prediction_log import PredictionLog, Served
+    from trainyard_dev.services import free_ports
+
+    # Nothing listens on this port: every write to S3 is refused at once.
+    s3_down = Settings(
+        s3_endpoint_url=f"http://127.0.0.1:{free_ports(1)[0]}",
+        s3_access_key_id="k",
+        s3_secret_access_key="s",
+        service_timeout_seconds=1,
+        service_retries=0,
+    )
+
+    def log(metrics: ServingMetrics, instance: str, bound: int) -> PredictionLog:
+        return PredictionLog(s3_down, metrics, instance, 3600, 10**6, bound, tmp_path)
+
+    first = log(ServingMetrics(), "20261101T000000Z-aaaa", 100)
+    for index, rows in enumerate((3, 4)):
+        first.record(
+            Served(
+                "churn", "churn", "1", datetime(2026, 11, 1, tzinfo=UTC),
+                [f"r{index}-{i}" for i in range(rows)], [{"x": 1.0}] * rows,
+                np.ones(rows), None, None,
+            )
+        )  # fmt: skip
+        first.flush()  # refused: each request's rows stay a batch of their own
+    assert first.close() == 0
+    assert len(list(tmp_path.rglob("*.parquet"))) == 2
+
+    metrics = ServingMetrics()
+    second = log(metrics, "20261102T000000Z-bbbb", 5)
+    assert second._recover() == 7
+    second.flush()  # refused again; the cut applies the bound
+    assert second.backlog_rows() == 4
+    assert metrics.log_recovered_rows._value.get() == 7
+    assert metrics.log_dropped_rows._value.get() == 3
+    assert len(list(tmp_path.rglob("*.parquet"))) == 1
