@@ -273,7 +273,7 @@ def _print_retrain_decision(
         cooldown_hours=spec.drift.cooldown_hours,
         last_retrain=ledger.last_retrain(settings, spec.name),
         active_training_runs=0,
-        drift_run_id=run_id,
+        monitor_run_id=run_id,
         training_dag_id=spec.training_dag_id,
         signal=signal,
         conf=conf,

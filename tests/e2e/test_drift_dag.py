@@ -327,7 +327,7 @@ def test_covariate_drift_names_the_two_columns_and_triggers_one_retrain(
     assert all(column in conf["reason"] for column in DRIFTED)
     ledger = drift_run.ledger
     assert ledger is not None and ledger.training_run_id == retrain["run_id"]
-    assert ledger.drift_run_id == run.run_id
+    assert ledger.monitor_run_id == run.run_id
 
     monitoring = _monitoring_run(run)
     assert monitoring.data.metrics["drift_share"] == pytest.approx(0.2)

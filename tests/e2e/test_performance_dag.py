@@ -12,6 +12,7 @@ so the storm-protection case can run after it in any order.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -317,9 +318,12 @@ def test_a_decay_verdict_inside_the_drift_cooldown_gives_no_second_retrain(
 ) -> None:
     """The drift monitor asks in the same slot after the decay retrain: one ledger, one cooldown.
 
-    Then the monitor decays again: still suppressed, still one retrain.
+    Then the monitor decays again: still suppressed, still one retrain. The drift monitor's
+    entry is stored as ledgers were before both monitors shared them (``drift_dag_id`` /
+    ``drift_run_id``): it still reads, and still holds the cooldown.
     """
-    from trainyard.drift.ledger import last_retrain, record_retrain
+    from trainyard.core import storage
+    from trainyard.drift.ledger import last_retrain, ledger_uri
     from trainyard.drift.policy import RetrainRecord
 
     decay_retrain = last_retrain(settings, PIPELINE)
@@ -329,13 +333,17 @@ def test_a_decay_verdict_inside_the_drift_cooldown_gives_no_second_retrain(
         training_dag_id=TRAIN_DAG,
         training_run_id=decay_retrain.training_run_id,
         requested_at=_now(),
-        drift_dag_id=f"drift_{PIPELINE}",
-        drift_run_id="scheduled__test_drift_in_the_same_slot",
+        monitor_dag_id=f"drift_{PIPELINE}",
+        monitor_run_id="scheduled__test_drift_in_the_same_slot",
         report_uri=None,
         drifted_columns=["support_calls"],
         drift_share=0.3,
     )
-    record_retrain(settings, PIPELINE, drift_retrain)
+    stored = drift_retrain.model_dump(mode="json")
+    stored["drift_dag_id"] = stored.pop("monitor_dag_id")
+    stored["drift_run_id"] = stored.pop("monitor_run_id")
+    storage.put_bytes(settings, ledger_uri(settings, PIPELINE), json.dumps(stored).encode())
+    assert last_retrain(settings, PIPELINE) == drift_retrain
     before = _retrains()
 
     run = _monitor(run_dag, DECAYED[-1])

@@ -32,7 +32,7 @@ def _decision(action: str, signal: str = "drift", **fields: object) -> RetrainDe
         retrain=action == "retrain",
         message=f"{signal}: {action}",
         decided_at=T0,
-        drift_run_id="scheduled__2026-03-02T06:00:00+00:00",
+        monitor_run_id="scheduled__2026-03-02T06:00:00+00:00",
         training_dag_id="train_churn",
         **fields,
     )

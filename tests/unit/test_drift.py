@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,13 @@ import pytest
 from tests.support import REPO
 from trainyard.core.spec import load_spec, parse_spec
 from trainyard.drift import evidently, policy, steps
-from trainyard.drift.policy import RetrainRecord, cooldown_slot, decide, training_run_id
+from trainyard.drift.policy import (
+    RetrainDecision,
+    RetrainRecord,
+    cooldown_slot,
+    decide,
+    training_run_id,
+)
 
 CHURN = load_spec(REPO / "include" / "pipelines" / "churn.yaml")
 NOW = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
@@ -350,8 +357,8 @@ def _last(at: datetime, drift_run: str = "scheduled__earlier") -> RetrainRecord:
         training_dag_id="train_churn",
         training_run_id=training_run_id(at, 6, drift_run),
         requested_at=at,
-        drift_dag_id="drift_churn",
-        drift_run_id=drift_run,
+        monitor_dag_id="drift_churn",
+        monitor_run_id=drift_run,
         report_uri="s3://r",
         drifted_columns=["a"],
         drift_share=0.5,
@@ -364,7 +371,7 @@ def _decide(summary=None, **kwargs: Any):
         "cooldown_hours": 6,
         "last_retrain": None,
         "active_training_runs": 0,
-        "drift_run_id": "scheduled__2026-03-02T10:00:00+00:00",
+        "monitor_run_id": "scheduled__2026-03-02T10:00:00+00:00",
         "training_dag_id": "train_churn",
         **kwargs,
     }
@@ -429,12 +436,12 @@ def test_cooldown_wins_over_active_in_the_message_and_force_skips_only_the_coold
 def test_a_retry_of_the_run_that_asked_asks_again_with_the_same_run_id() -> None:
     me = "manual__2026-03-02T10:30:00+00:00"
     last = _last(NOW, drift_run=me)
-    decision = _decide(last_retrain=last, drift_run_id=me)
+    decision = _decide(last_retrain=last, monitor_run_id=me)
     assert decision.retrain and decision.training_run_id == last.training_run_id
 
 
 def test_zero_cooldown_never_suppresses_and_ids_are_per_drift_run() -> None:
-    decision = _decide(cooldown_hours=0, last_retrain=_last(NOW), drift_run_id="manual__x")
+    decision = _decide(cooldown_hours=0, last_retrain=_last(NOW), monitor_run_id="manual__x")
     assert decision.action == "retrain"
     assert decision.training_run_id == "drift__manual__x"
 
@@ -466,7 +473,27 @@ def test_run_ids_are_valid_airflow_run_ids() -> None:
 def test_only_a_retrain_decision_becomes_a_ledger_record() -> None:
     record = policy.record_from(_decide(), "drift_churn")
     assert record.training_run_id == "retrain__20260302T060000Z"
-    assert record.requested_at == NOW and record.drift_dag_id == "drift_churn"
+    assert record.requested_at == NOW and record.monitor_dag_id == "drift_churn"
     assert record.drifted_columns == ["monthly_charges", "contract"]
     with pytest.raises(ValueError, match="only a decision to retrain"):
         policy.record_from(_decide(_summary("no_drift")), "drift_churn")
+
+
+def test_ledger_records_and_decisions_stored_under_the_old_field_names_still_read() -> None:
+    """Before both monitors shared it, the ledger named the monitor run ``drift_*``."""
+    stored = _last(NOW - timedelta(hours=1), "scheduled__perf").model_dump(mode="json")
+    stored["drift_dag_id"] = stored.pop("monitor_dag_id")
+    stored["drift_run_id"] = stored.pop("monitor_run_id")
+
+    old = RetrainRecord.model_validate_json(json.dumps(stored))
+
+    assert (old.monitor_dag_id, old.monitor_run_id) == ("drift_churn", "scheduled__perf")
+    assert _decide(last_retrain=old).action == "suppressed_cooldown"
+    retry = _decide(last_retrain=old, monitor_run_id="scheduled__perf")
+    assert retry.retrain and retry.training_run_id == old.training_run_id
+    written = json.loads(old.model_dump_json())
+    assert written["monitor_run_id"] == "scheduled__perf" and "drift_run_id" not in written
+
+    decision = _decide().model_dump(mode="json")
+    decision["drift_run_id"] = decision.pop("monitor_run_id")
+    assert RetrainDecision.model_validate(decision).monitor_run_id == _decide().monitor_run_id

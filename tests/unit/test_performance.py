@@ -181,7 +181,7 @@ def _decide_decay(last: RetrainRecord | None, run_id: str = "scheduled__perf", *
         cooldown_hours=6,
         last_retrain=last,
         active_training_runs=0,
-        drift_run_id=run_id,
+        monitor_run_id=run_id,
         training_dag_id="train_churn",
         signal="decay",
         conf=decay_conf(summary),
@@ -199,8 +199,8 @@ def test_decay_asks_for_the_slots_retrain_and_respects_the_drift_cooldown() -> N
 
     drift_retrain = RetrainRecord(
         signal="drift", training_dag_id="train_churn", training_run_id="retrain__20260309T060000Z",
-        requested_at=NOW - timedelta(hours=1), drift_dag_id="drift_churn",
-        drift_run_id="scheduled__perf", report_uri=None, drifted_columns=["a"], drift_share=0.5,
+        requested_at=NOW - timedelta(hours=1), monitor_dag_id="drift_churn",
+        monitor_run_id="scheduled__perf", report_uri=None, drifted_columns=["a"], drift_share=0.5,
     )  # fmt: skip
     suppressed = _decide_decay(drift_retrain)
     # Same run id as the drift monitor's, but another monitor: not mistaken for a retry of its own.
@@ -219,6 +219,6 @@ def test_no_decay_verdicts_are_recorded_as_such() -> None:
         summary = {**_decay_summary().reference_for_xcom(), "verdict": verdict}
         decision = decide(
             summary, now=NOW, cooldown_hours=6, last_retrain=None, active_training_runs=0,
-            drift_run_id="r", training_dag_id="train_churn", signal="decay",
+            monitor_run_id="r", training_dag_id="train_churn", signal="decay",
         )  # fmt: skip
         assert (decision.action, decision.retrain, decision.signal) == (verdict, False, "decay")

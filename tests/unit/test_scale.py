@@ -75,3 +75,184 @@ def test_max_training_rows_samples_the_training_side_only_and_says_so() -> None:
         f"1000 of {len(full.x_train)} training rows (model.max_training_rows, seed 42)"
     )
     assert full.sample_note(42) is None
+
+
+def _capped(rows: int) -> object:
+    return CHURN.model_copy(
+        update={"model": CHURN.model.model_copy(update={"max_training_rows": rows})}
+    )
+
+
+@pytest.mark.parametrize("max_training_rows", [None, 1000])
+def test_a_split_read_in_pieces_equals_the_whole_frame_split(
+    tmp_path: Path, max_training_rows: int | None
+) -> None:
+    rows = _rows().assign(churned=lambda f: f["churned"].mask(f.index % 17 == 0))  # unlabelled
+    spec = _capped(max_training_rows) if max_training_rows else CHURN
+    _written(tmp_path / "s", [rows.reset_index(drop=True)])
+    snapshot = snapshots.SnapshotFile(tmp_path / "s" / "snapshot.parquet")
+
+    whole = modeling.split(spec, snapshot.read())
+    pieces = modeling.split_rows(spec, snapshot.columns, lambda c: snapshot.batches(c, rows=128))
+    holdout = modeling.split_rows(
+        spec, snapshot.columns, lambda c: snapshot.batches(c, rows=128), holdout_only=True
+    )
+
+    for name in ("x_train", "x_test"):
+        pd.testing.assert_frame_equal(getattr(pieces, name), getattr(whole, name))
+    for name in ("y_train", "y_test"):
+        pd.testing.assert_series_equal(getattr(pieces, name), getattr(whole, name))
+    assert pieces.dropped_unlabeled == whole.dropped_unlabeled > 0
+    assert pieces.train_rows_available == whole.train_rows_available
+    assert pieces.sample_note(42) == whole.sample_note(42)
+    assert (len(pieces.x_train) == 1000) == (max_training_rows == 1000)
+    pd.testing.assert_frame_equal(holdout.x_test, whole.x_test)
+    assert holdout.x_train.empty and holdout.y_train.empty
+
+
+def test_a_split_in_pieces_refuses_what_the_whole_frame_refuses(tmp_path: Path) -> None:
+    rows = _rows().assign(churned=pd.array([0] * 2100, dtype="Int64"))
+    _written(tmp_path / "s", [rows.reset_index(drop=True)])
+    snapshot = snapshots.SnapshotFile(tmp_path / "s" / "snapshot.parquet")
+    with pytest.raises(modeling.TrainingDataError, match="holds a single class"):
+        modeling.split_rows(CHURN, snapshot.columns, lambda c: snapshot.batches(c, rows=100))
+    with pytest.raises(modeling.TrainingDataError, match="lacks columns .*'region'"):
+        modeling.split_rows(CHURN, [c for c in snapshot.columns if c != "region"], lambda c: [])
+
+
+def test_the_training_sample_is_seeded_by_split_seed() -> None:
+    frame = pd.concat([generate_day(date(2026, 3, d), 800) for d in range(1, 6)], ignore_index=True)
+    capped = _capped(1000)
+    reseeded = capped.model_copy(update={"split": capped.split.model_copy(update={"seed": 7})})
+    first, other = modeling.split(capped, frame), modeling.split(reseeded, frame)
+
+    assert first.sample_note(42).endswith("(model.max_training_rows, seed 42)")
+    assert set(first.x_train.index) != set(other.x_train.index)
+
+
+#: The shipped churn suite plus every other kind a whole-column statistic decides.
+WHOLE_COLUMN_KINDS = [
+    {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "customer_id"}},
+    {
+        "type": "expect_column_mean_to_be_between",
+        "kwargs": {"column": "monthly_charges", "min_value": 0, "max_value": 60},
+    },
+    {
+        "type": "expect_column_median_to_be_between",
+        "kwargs": {"column": "days_since_last_login", "min_value": 100},
+    },
+    {
+        "type": "expect_column_stdev_to_be_between",
+        "kwargs": {"column": "total_charges", "max_value": 1},
+    },
+    {
+        "type": "expect_column_proportion_of_unique_values_to_be_between",
+        "kwargs": {"column": "region", "min_value": 0.5},
+    },
+    {
+        "type": "expect_column_pair_values_a_to_be_greater_than_b",
+        "kwargs": {"column_A": "total_charges", "column_B": "monthly_charges", "or_equal": True},
+    },
+    {
+        "type": "expect_compound_columns_to_be_unique",
+        "kwargs": {"column_list": ["customer_id", "event_date"]},
+    },
+    {
+        "type": "expect_column_values_to_not_be_null",
+        "kwargs": {"column": "data_usage_gb", "mostly": 0.99},
+        "severity": "warning",
+    },
+    {"type": "expect_column_to_exist", "kwargs": {"column": "plan", "column_index": 3}},
+    {"type": "expect_table_row_count_to_be_between", "kwargs": {"max_value": 2000}},
+]
+
+
+def _failing_rows() -> pd.DataFrame:
+    """Churn rows broken in the ways the expectations above and the shipped suite catch."""
+    rows = _rows().reset_index(drop=True)
+    rows.loc[5, "customer_id"] = rows.loc[6, "customer_id"]  # a duplicate id
+    rows.loc[10:14, "monthly_charges"] = -3.0  # out of range, and a mean pulled down
+    rows.loc[20:60, "data_usage_gb"] = None  # 2% missing: a warning
+    rows.loc[70, "contract"] = "lifetime"  # not in the value set
+    rows.loc[80:82, "tenure_months"] = pd.NA  # nulls in a not-null column
+    return rows
+
+
+def test_validating_column_by_column_gives_the_whole_frame_verdicts(tmp_path: Path) -> None:
+    import json
+
+    from trainyard.data.validation import plan_passes, run_suite, run_suite_on_snapshot
+
+    suite = json.loads((REPO / "include" / "expectations" / "churn.json").read_text())
+    document = {"name": "churn", "expectations": suite["expectations"] + WHOLE_COLUMN_KINDS}
+    rows = _failing_rows()
+    _written(tmp_path / "s", [rows])
+    snapshot = snapshots.SnapshotFile(tmp_path / "s" / "snapshot.parquet")
+    cells = 2 * len(rows)  # at most two columns a pass
+    passes = plan_passes(document["expectations"], snapshot.columns, snapshot.rows, cells)
+
+    whole, whole_failures, whole_warnings = run_suite(rows, document)
+    split, failures, warnings = run_suite_on_snapshot(snapshot, document, cells=cells)
+
+    assert len(passes) > 5 and len(split["meta"]["passes"]) == len(passes)
+    assert all(p.columns is None or len(p.columns) <= 2 for p in passes)
+    assert (failures, warnings) == (whole_failures, whole_warnings)
+    failed = {f.expectation for f in failures}
+    assert {
+        "expect_column_values_to_be_unique",
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_not_be_null",
+        "expect_column_mean_to_be_between",
+        "expect_column_median_to_be_between",
+        "expect_column_stdev_to_be_between",
+        "expect_column_proportion_of_unique_values_to_be_between",
+        "expect_column_pair_values_a_to_be_greater_than_b",
+        "expect_compound_columns_to_be_unique",
+        "expect_column_to_exist",
+        "expect_table_row_count_to_be_between",
+    } <= failed
+    assert "data_usage_gb" in [w.column for w in warnings]
+
+    def verdicts(result: dict) -> list:  # GX's order is its own: compare in the suite's
+        found = {json.dumps(r["expectation_config"]["kwargs"], sort_keys=True)
+                 + r["expectation_config"]["type"]: (r["success"], r["result"])
+                 for r in result["results"]}  # fmt: skip
+        return sorted(found.items())
+
+    assert len(split["results"]) == len(document["expectations"])
+    assert verdicts(split) == verdicts(whole)
+    assert split["statistics"] == whole["statistics"] and split["success"] is False
+
+
+def test_passes_give_each_expectation_its_whole_columns() -> None:
+    from trainyard.data.validation import ValidationPass, plan_passes
+
+    columns = ["a", "b", "c", "d"]
+    expectations = [
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "b"}},
+        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "a", "min_value": 0}},
+        {
+            "type": "expect_column_pair_values_to_be_equal",
+            "kwargs": {"column_A": "c", "column_B": "d"},
+        },
+        {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": columns}},
+    ]
+    assert plan_passes(expectations, columns, rows=10, cells=40) == [
+        ValidationPass(tuple(range(6)), None)
+    ]
+    assert plan_passes(expectations, columns, rows=10, cells=20) == [
+        ValidationPass((0, 1, 2, 3), ("a", "b")),
+        ValidationPass((4,), ("c", "d")),
+        ValidationPass((5,), None, names_only=True),
+    ]
+    conditional = {"column": "a", "row_condition": "b > 1", "condition_parser": "pandas"}
+    anywhere = [
+        *expectations,
+        {"type": "expect_column_values_to_not_be_null", "kwargs": conditional},
+    ]
+    assert plan_passes(anywhere, columns, rows=10, cells=10) == [
+        ValidationPass(tuple(range(7)), None)
+    ]

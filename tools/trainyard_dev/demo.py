@@ -172,15 +172,15 @@ def drift_through_airflow(stack: Stack, api: AirflowApi, day: date) -> int:
     if retrain is None or retrain == before:
         print(f"\ndecision: {decision['message']}\nno new drift-triggered retrain")
         return 1 if decision["action"] == "retrain" else 0
-    if retrain.drift_run_id != run["dag_run_id"]:
+    if retrain.monitor_run_id != run["dag_run_id"]:
         # Unpausing the hourly DAG can start a scheduled run; whichever ran first asked for the
         # retrain, and storm protection kept the other one from asking again.
         first = RetrainDecision.model_validate_json(
             storage.get_bytes(
-                settings, decision_uri(settings, spec.name, retrain.drift_run_id, retrain.signal)
+                settings, decision_uri(settings, spec.name, retrain.monitor_run_id, retrain.signal)
             )
         )
-        print(f"\ndrift run {retrain.drift_run_id} (scheduled, ran first): {first.message}")
+        print(f"\ndrift run {retrain.monitor_run_id} (scheduled, ran first): {first.message}")
         print(f"drift run {run['dag_run_id']} (ours): {decision['message']}")
     else:
         print(f"\ndecision: {decision['message']}")

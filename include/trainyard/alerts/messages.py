@@ -293,11 +293,11 @@ def monitor_verdict(
     return Alert(
         kind=signal,
         pipeline=decision.pipeline,
-        identity=f"{decision.pipeline}/{signal}/{decision.drift_run_id}",
+        identity=f"{decision.pipeline}/{signal}/{decision.monitor_run_id}",
         subject=f"[trainyard] {decision.pipeline}: {what}, {outcome}",
         text=_text(
-            f"The {signal} monitor of {decision.pipeline} (run {decision.drift_run_id}) reached a "
-            f"verdict at {decision.decided_at.isoformat()}: {outcome}.",
+            f"The {signal} monitor of {decision.pipeline} (run {decision.monitor_run_id}) reached "
+            f"a verdict at {decision.decided_at.isoformat()}: {outcome}.",
             [("Numbers", lines), ("Decision", [decision.message])],
             links,
         ),

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pandas as pd
 
     from trainyard.core.settings import Settings
@@ -134,6 +136,16 @@ def get_bytes(settings: Settings, uri: str) -> bytes:
     """Read a whole object."""
     source = S3Uri.parse(uri)
     return client(settings).get_object(Bucket=source.bucket, Key=source.key)["Body"].read()
+
+
+def iter_object(settings: Settings, uri: str, block_bytes: int = 1 << 23) -> Iterator[bytes]:
+    """Read an object in blocks (memory holds one block, whatever the object's size)."""
+    source = S3Uri.parse(uri)
+    body = client(settings).get_object(Bucket=source.bucket, Key=source.key)["Body"]
+    try:
+        yield from body.iter_chunks(block_bytes)
+    finally:
+        body.close()
 
 
 def exists(settings: Settings, uri: str) -> bool:

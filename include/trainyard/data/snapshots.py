@@ -8,6 +8,7 @@ nothing, and a reader can check it got exactly what a reference names.
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from trainyard.core.errors import DeterministicError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pandas as pd
 
     from trainyard.core.settings import Settings
@@ -259,8 +262,108 @@ def store_snapshot(
     )
 
 
+#: Rows per piece when a snapshot is read in pieces (:meth:`SnapshotFile.batches`).
+BATCH_ROWS = 262_144
+
+
+class SnapshotFile:
+    """A snapshot downloaded to a local file, read by column or in pieces of rows.
+
+    Nothing is read into memory until asked, and then only the columns asked for: a step that
+    needs three columns of a 10M-row snapshot holds three columns.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self._file = pq.ParquetFile(path)
+        self.rows: int = self._file.metadata.num_rows
+        self.columns: list[str] = list(self._file.schema_arrow.names)
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """Whole columns (all of them when ``columns`` is None), with the types they were
+        written with.
+
+        Args:
+            columns: Names to read, in this order; names the snapshot lacks are left out.
+        """
+        import pyarrow.parquet as pq
+
+        if columns is not None:
+            columns = [c for c in columns if c in self.columns]
+        table = pq.read_table(self.path, columns=columns)
+        # self_destruct frees each Arrow column once converted: the peak is not two copies.
+        return table.to_pandas(self_destruct=True, split_blocks=True)
+
+    def header(self) -> pd.DataFrame:
+        """No rows, every column with its type: what checks of the column names need."""
+        return self._file.schema_arrow.empty_table().to_pandas()
+
+    def batches(self, columns: list[str], rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
+        """The given columns in pieces of at most ``rows`` rows, in snapshot order.
+
+        Each piece is indexed by its rows' positions in the snapshot, so the pieces put
+        together equal :meth:`read` of the same columns, index included.
+        """
+        import pandas as pd
+        import pyarrow as pa
+
+        names = [c for c in columns if c in self.columns]
+        start = 0
+        for batch in self._file.iter_batches(batch_size=rows, columns=names):
+            # The file's schema carries pandas' metadata (e.g. nullable Int64), as read() uses.
+            table = pa.Table.from_batches([batch]).replace_schema_metadata(
+                self._file.schema_arrow.metadata
+            )
+            frame = table.to_pandas(self_destruct=True)
+            frame.index = pd.RangeIndex(start, start + len(frame))
+            start += len(frame)
+            yield frame
+
+
+@contextmanager
+def open_snapshot(settings: Settings, uri: str, sha256: str) -> Iterator[SnapshotFile]:
+    """Download a snapshot to a temporary file, checking it is byte for byte the one recorded.
+
+    The object is streamed to disk and hashed on the way: memory holds one block of it, not the
+    whole object. The file is removed when the block ends.
+
+    Args:
+        settings: Endpoint and credentials.
+        uri: Where the snapshot is.
+        sha256: The hash it was recorded with.
+
+    Yields:
+        The snapshot's file.
+
+    Raises:
+        SnapshotUnavailableError: The object is gone, or its bytes hash to something else.
+    """
+    import tempfile
+
+    from trainyard.core import storage
+
+    if not storage.exists(settings, uri):
+        raise SnapshotUnavailableError(f"snapshot {uri} does not exist (any more)")
+    with tempfile.TemporaryDirectory(prefix="trainyard-snapshot-") as directory:
+        path = Path(directory) / "snapshot.parquet"
+        digest = hashlib.sha256()
+        with path.open("wb") as file:
+            for block in storage.iter_object(settings, uri):
+                digest.update(block)
+                file.write(block)
+        actual = digest.hexdigest()
+        if actual != sha256:
+            raise SnapshotUnavailableError(f"snapshot {uri} has sha256 {actual}, expected {sha256}")
+        yield SnapshotFile(path)
+
+
 def load_snapshot(settings: Settings, uri: str, sha256: str) -> pd.DataFrame:
-    """Read a snapshot back, checking it is byte for byte the one recorded (the one loader).
+    """Read a whole snapshot back, checking it is the one recorded (see :func:`open_snapshot`).
+
+    For snapshots that may be large, read only the columns or pieces needed through
+    :func:`open_snapshot` instead.
 
     Args:
         settings: Endpoint and credentials.
@@ -273,16 +376,5 @@ def load_snapshot(settings: Settings, uri: str, sha256: str) -> pd.DataFrame:
     Raises:
         SnapshotUnavailableError: The object is gone, or its bytes hash to something else.
     """
-    import io
-
-    import pyarrow.parquet as pq
-
-    from trainyard.core import storage
-
-    if not storage.exists(settings, uri):
-        raise SnapshotUnavailableError(f"snapshot {uri} does not exist (any more)")
-    body = storage.get_bytes(settings, uri)
-    actual = hashlib.sha256(body).hexdigest()
-    if actual != sha256:
-        raise SnapshotUnavailableError(f"snapshot {uri} has sha256 {actual}, expected {sha256}")
-    return pq.read_table(io.BytesIO(body)).to_pandas()
+    with open_snapshot(settings, uri, sha256) as snapshot:
+        return snapshot.read()

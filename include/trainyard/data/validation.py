@@ -23,6 +23,8 @@ import logging
 import math
 import os
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 
     from trainyard.core.settings import Settings
     from trainyard.core.spec import PipelineSpec
-    from trainyard.data.snapshots import SnapshotRef
+    from trainyard.data.snapshots import SnapshotFile, SnapshotRef
 
 log = logging.getLogger(__name__)
 
@@ -323,10 +325,118 @@ def _outcome(result: Any) -> ExpectationOutcome:
     )
 
 
+#: Cells (rows × columns) one Great Expectations pass over a snapshot may hold. A snapshot
+#: within it is validated in one pass, as a whole frame; a larger one column by column
+#: (:func:`plan_passes`). 24M cells of float64 is about 200 MB before GX's own copies.
+PASS_CELLS = 24_000_000
+
+#: Expectations that read the column names only (checked on a frame without rows).
+_NAMES_ONLY = frozenset(
+    {
+        "expect_column_to_exist",
+        "expect_table_columns_to_match_set",
+        "expect_table_columns_to_match_ordered_list",
+        "expect_table_column_count_to_equal",
+        "expect_table_column_count_to_be_between",
+    }
+)
+#: Expectations that read the row count only (every pass holds every row).
+_ROW_COUNT = frozenset({"expect_table_row_count_to_be_between", "expect_table_row_count_to_equal"})
+#: The arguments by which an expectation names the columns it reads.
+_COLUMN_ARGUMENTS = ("column", "column_A", "column_B", "column_list")
+
+
+@dataclass(frozen=True)
+class ValidationPass:
+    """One Great Expectations run over part of a snapshot: whole columns, every row.
+
+    Attributes:
+        expectations: Positions of its expectations in the suite.
+        columns: The columns it reads (None: every column).
+        names_only: Read no rows: its expectations check the column names only.
+    """
+
+    expectations: tuple[int, ...]
+    columns: tuple[str, ...] | None
+    names_only: bool = False
+
+
+def _columns_read(expectation: dict[str, Any]) -> tuple[str, ...] | None:
+    """The columns an expectation reads, () for the row count, None for the whole table."""
+    kwargs = expectation.get("kwargs", {})
+    if expectation.get("type") in _ROW_COUNT:
+        return ()
+    if kwargs.get("row_condition"):  # a condition may name any column
+        return None
+    named: list[str] = []
+    for argument in _COLUMN_ARGUMENTS:
+        value = kwargs.get(argument)
+        named += list(value) if isinstance(value, list | tuple) else [value] if value else []
+    return tuple(dict.fromkeys(named)) or None
+
+
+def plan_passes(
+    expectations: list[dict[str, Any]], columns: list[str], rows: int, cells: int = PASS_CELLS
+) -> list[ValidationPass]:
+    """How to validate a snapshot in passes that each hold at most ``cells`` cells (pure).
+
+    Every expectation sees every row of every column it reads, so its result is the one a
+    whole-frame validation gives: uniqueness, means, quantiles and other whole-column
+    statistics included. Expectations of the column names run on a frame without rows; row
+    counts ride along with the first pass; an expectation that may read any column (a
+    ``row_condition``, or a kind naming no column) makes the whole suite one pass.
+
+    Args:
+        expectations: The suite's expectations.
+        columns: The snapshot's columns.
+        rows: Its row count.
+        cells: The most rows × columns a pass may hold (a single column may exceed it).
+
+    Returns:
+        The passes; one pass of every column when the snapshot fits in ``cells``.
+    """
+    everything = ValidationPass(tuple(range(len(expectations))), None)
+    if rows * len(columns) <= cells:
+        return [everything]
+    names_only, row_counts, by_columns = [], [], {}
+    for index, expectation in enumerate(expectations):
+        read = _columns_read(expectation)
+        if expectation.get("type") in _NAMES_ONLY:
+            names_only.append(index)
+        elif read is None:
+            log.warning(
+                "expectation %d (%s) may read any column: validating the whole snapshot at once",
+                index,
+                expectation.get("type"),
+            )
+            return [everything]
+        elif not read:
+            row_counts.append(index)
+        else:
+            by_columns.setdefault(read, []).append(index)
+    per_pass = max(1, cells // max(rows, 1))
+    packed: list[tuple[list[str], list[int]]] = []
+    for read, indexes in by_columns.items():
+        if packed and len(set(packed[-1][0]) | set(read)) <= per_pass:
+            packed[-1][0].extend(c for c in read if c not in packed[-1][0])
+            packed[-1][1].extend(indexes)
+        else:
+            packed.append((list(read), list(indexes)))
+    if row_counts:
+        if packed:
+            packed[0][1].extend(row_counts)
+        else:
+            packed.append((columns[:1], row_counts))
+    passes = [ValidationPass(tuple(sorted(i)), tuple(c)) for c, i in packed]
+    if names_only:
+        passes.append(ValidationPass(tuple(names_only), None, names_only=True))
+    return passes
+
+
 def run_suite(
     frame: pd.DataFrame, suite_document: dict[str, Any], docs_dir: Path | None = None
 ) -> tuple[dict[str, Any], list[ExpectationOutcome], list[ExpectationOutcome]]:
-    """Run a suite on a frame with Great Expectations (imported here, not at module level).
+    """Run a suite on a frame in memory with Great Expectations, in one pass.
 
     Args:
         frame: The data.
@@ -335,6 +445,52 @@ def run_suite(
 
     Returns:
         The full result as JSON, the failed critical expectations, the failed others.
+    """
+    whole = ValidationPass(tuple(range(len(suite_document["expectations"]))), None)
+    return _run_passes(suite_document, [(whole, lambda: frame)], docs_dir)
+
+
+def run_suite_on_snapshot(
+    snapshot: SnapshotFile,
+    suite_document: dict[str, Any],
+    docs_dir: Path | None = None,
+    cells: int = PASS_CELLS,
+) -> tuple[dict[str, Any], list[ExpectationOutcome], list[ExpectationOutcome]]:
+    """Run a suite on a snapshot file, reading only the columns of one pass at a time.
+
+    The passes (:func:`plan_passes`) give every expectation whole columns, so the verdicts are
+    those of a whole-frame run; memory holds one pass's columns.
+
+    Args:
+        snapshot: The downloaded snapshot.
+        suite_document: Suite JSON (``name`` and ``expectations``).
+        docs_dir: If given, a GX file project is created there and Data Docs are built.
+        cells: The most rows × columns a pass may hold.
+
+    Returns:
+        As :func:`run_suite`; the JSON's ``meta.passes`` lists the passes when there are several.
+    """
+    passes = plan_passes(suite_document["expectations"], snapshot.columns, snapshot.rows, cells)
+
+    def reader(part: ValidationPass) -> Callable[[], pd.DataFrame]:
+        if part.names_only:
+            return snapshot.header
+        return lambda: snapshot.read(None if part.columns is None else list(part.columns))
+
+    return _run_passes(suite_document, [(part, reader(part)) for part in passes], docs_dir)
+
+
+def _run_passes(
+    suite_document: dict[str, Any],
+    passes: list[tuple[ValidationPass, Callable[[], pd.DataFrame]]],
+    docs_dir: Path | None,
+) -> tuple[dict[str, Any], list[ExpectationOutcome], list[ExpectationOutcome]]:
+    """Run each pass's expectations on its frame (read just before, dropped just after) with
+    Great Expectations (imported here, not at module level).
+
+    Returns:
+        As :func:`run_suite`, failures in the suite's order; with one pass the JSON is GX's
+        own, with several it is combined (:func:`_combined`, results in the suite's order).
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
@@ -346,39 +502,84 @@ def run_suite(
     else:
         context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    suite = context.suites.add(
-        ExpectationSuite(name=suite_document["name"], expectations=suite_document["expectations"])
-    )
-    # GX logs and drops an expectation it cannot build; a run must never pass without one.
-    if len(suite.expectations) != len(suite_document["expectations"]):
-        raise SuiteError(
-            f"expectation suite {suite_document['name']!r}: Great Expectations kept "
-            f"{len(suite.expectations)} of {len(suite_document['expectations'])} expectations; "
-            "run `trainyard specs` to see which are invalid"
-        )
     batch = (
         context.data_sources.add_pandas("snapshot")
         .add_dataframe_asset("snapshot")
         .add_batch_definition_whole_dataframe("whole")
     )
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=suite.name, data=batch, suite=suite)
-    )
-    actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs_dir else []
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=suite.name,
-            validation_definitions=[definition],
-            actions=actions,
-            result_format={"result_format": "SUMMARY"},
+    expectations = suite_document["expectations"]
+    results: dict[int, Any] = {}
+    documents = []
+    for number, (part, read) in enumerate(passes, start=1):
+        name = suite_document["name"]
+        if len(passes) > 1:
+            name = f"{name}.pass{number}of{len(passes)}"
+        chosen = [expectations[i] for i in part.expectations]
+        suite = context.suites.add(ExpectationSuite(name=name, expectations=chosen))
+        # GX logs and drops an expectation it cannot build; a run must never pass without one.
+        if len(suite.expectations) != len(chosen):
+            raise SuiteError(
+                f"expectation suite {suite_document['name']!r}: Great Expectations kept "
+                f"{len(suite.expectations)} of {len(chosen)} expectations; "
+                "run `trainyard specs` to see which are invalid"
+            )
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
         )
-    )
-    run = checkpoint.run(batch_parameters={"dataframe": frame})
-    (result,) = run.run_results.values()
-    failed = [_outcome(r) for r in result.results if not r.success]
+        actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs_dir else []
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=name,
+                validation_definitions=[definition],
+                actions=actions,
+                result_format={"result_format": "SUMMARY"},
+            )
+        )
+        run = checkpoint.run(batch_parameters={"dataframe": read()})
+        (result,) = run.run_results.values()
+        # GX orders results its own way: match them to the suite's expectations by id.
+        index_of = dict(zip((e.id for e in suite.expectations), part.expectations, strict=True))
+        results.update((index_of[r.expectation_config.id], r) for r in result.results)
+        documents.append(result.to_json_dict())
+    ordered = [results[i] for i in range(len(expectations))]
+    failed = [_outcome(r) for r in ordered if not r.success]
     critical = [f for f in failed if f.severity == "critical"]
     others = [f for f in failed if f.severity != "critical"]
-    return _json_safe(result.to_json_dict()), critical, others
+    if len(documents) == 1:
+        return _json_safe(documents[0]), critical, others
+    return _json_safe(_combined(documents[0], ordered, passes)), critical, others
+
+
+def _combined(
+    first: dict[str, Any],
+    results: list[Any],
+    passes: list[tuple[ValidationPass, Callable[[], pd.DataFrame]]],
+) -> dict[str, Any]:
+    """One result document for a suite validated in several passes, results in suite order."""
+    passed = sum(bool(r.success) for r in results)
+    return {
+        **first,
+        "success": passed == len(results),
+        "suite_name": first["suite_name"].rsplit(".pass", 1)[0],
+        "results": [r.to_json_dict() for r in results],
+        "statistics": {
+            "evaluated_expectations": len(results),
+            "successful_expectations": passed,
+            "unsuccessful_expectations": len(results) - passed,
+            "success_percent": 100.0 * passed / len(results) if results else None,
+        },
+        "meta": {
+            **first.get("meta", {}),
+            "passes": [
+                {
+                    "expectations": list(part.expectations),
+                    "columns": "all" if part.columns is None else list(part.columns),
+                    "rows": "none" if part.names_only else "all",
+                }
+                for part, _ in passes
+            ],
+        },
+    }
 
 
 def result_prefix(settings: Settings, pipeline: str, snapshot_sha: str, suite_sha: str) -> str:
@@ -413,7 +614,7 @@ def validate_snapshot(
         SuiteError: The suite is missing or invalid (checked before any data is read).
     """
     from trainyard.core import storage
-    from trainyard.data.snapshots import load_snapshot
+    from trainyard.data.snapshots import open_snapshot
 
     document, suite_sha = load_checked_suite(settings, spec.validation.suite)
     if without_target:
@@ -424,15 +625,19 @@ def validate_snapshot(
     if storage.exists(settings, report_uri):
         return ValidationReport.model_validate_json(storage.get_bytes(settings, report_uri))
 
-    data = frame if frame is not None else load_snapshot(settings, snapshot.uri, snapshot.sha256)
     with tempfile.TemporaryDirectory(prefix="trainyard-gx-") as workdir:
-        result, failures, warnings = run_suite(data, document, Path(workdir))
+        if frame is not None:
+            result, failures, warnings = run_suite(frame, document, Path(workdir))
+        else:
+            with open_snapshot(settings, snapshot.uri, snapshot.sha256) as rows:
+                result, failures, warnings = run_suite_on_snapshot(rows, document, Path(workdir))
         site = Path(workdir) / "gx" / "uncommitted" / "data_docs" / "local_site"
         data_docs_uri = None
         if site.is_dir():
             storage.upload_directory(settings, site, f"{prefix}/data_docs")
             pages = sorted((site / "validations").rglob("*.html"))
-            page = pages[0].relative_to(site).as_posix() if pages else "index.html"
+            # One page per pass: with several, the site's index lists them all.
+            page = pages[0].relative_to(site).as_posix() if len(pages) == 1 else "index.html"
             data_docs_uri = f"{prefix}/data_docs/{page}"
     result_uri = f"{prefix}/result.json"
     storage.put_bytes(

@@ -41,11 +41,11 @@ def ledger_uri(settings: Settings, pipeline: str) -> str:
 
 
 def decision_uri(
-    settings: Settings, pipeline: str, drift_run_id: str, signal: Signal = "drift"
+    settings: Settings, pipeline: str, monitor_run_id: str, signal: Signal = "drift"
 ) -> str:
     """Where one monitor run's decision is recorded (drift or performance monitor)."""
     root = "drift" if signal == "drift" else "performance"
-    return f"s3://{settings.artifacts_bucket}/{root}/{pipeline}/runs/{drift_run_id}/decision.json"
+    return f"s3://{settings.artifacts_bucket}/{root}/{pipeline}/runs/{monitor_run_id}/decision.json"
 
 
 def last_retrain(settings: Settings, pipeline: str) -> RetrainRecord | None:
@@ -87,7 +87,7 @@ def write_decision(settings: Settings, decision: RetrainDecision) -> str:
     """
     from trainyard.core import storage
 
-    uri = decision_uri(settings, decision.pipeline, decision.drift_run_id, decision.signal)
+    uri = decision_uri(settings, decision.pipeline, decision.monitor_run_id, decision.signal)
     body = json.dumps(decision.model_dump(mode="json"), indent=1).encode()
     storage.put_bytes(settings, uri, body, "application/json")
     return uri

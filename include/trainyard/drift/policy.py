@@ -31,7 +31,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 Action = Literal[
     "retrain",
@@ -54,12 +54,19 @@ _QUIET = frozenset(
 #: Prefix of the training run both monitors ask for in a cooldown slot (they share the slots).
 SLOT_RUN_ID_PREFIX = "retrain__"
 
+#: The monitor run's fields were named ``drift_dag_id`` / ``drift_run_id`` before the
+#: performance monitor shared the ledger; records and decisions stored under those names still
+#: read (they are written under the new names).
+_MONITOR_DAG_ID = Field(validation_alias=AliasChoices("monitor_dag_id", "drift_dag_id"))
+_MONITOR_RUN_ID = Field(validation_alias=AliasChoices("monitor_run_id", "drift_run_id"))
+
 
 class RetrainRecord(BaseModel):
     """A monitor-triggered retrain: when, by which monitor run, which training run, why.
 
-    ``drift_dag_id`` / ``drift_run_id`` name the monitor that asked (the drift monitor or, with
-    ``signal`` decay, the performance monitor).
+    ``monitor_dag_id`` / ``monitor_run_id`` name the monitor run that asked (the drift monitor or,
+    with ``signal`` decay, the performance monitor); records written as ``drift_dag_id`` /
+    ``drift_run_id`` still read.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -68,8 +75,8 @@ class RetrainRecord(BaseModel):
     training_dag_id: str
     training_run_id: str
     requested_at: datetime
-    drift_dag_id: str
-    drift_run_id: str
+    monitor_dag_id: str = _MONITOR_DAG_ID
+    monitor_run_id: str = _MONITOR_RUN_ID
     report_uri: str | None
     drifted_columns: list[str]
     drift_share: float | None
@@ -86,7 +93,7 @@ class RetrainDecision(BaseModel):
     retrain: bool
     message: str
     decided_at: datetime
-    drift_run_id: str
+    monitor_run_id: str = _MONITOR_RUN_ID
     training_dag_id: str
     training_run_id: str | None = None
     conf: dict[str, Any] | None = None
@@ -117,7 +124,7 @@ def cooldown_slot(moment: datetime, cooldown_hours: float) -> datetime:
 def training_run_id(
     moment: datetime,
     cooldown_hours: float,
-    drift_run_id: str,
+    monitor_run_id: str,
     force: bool = False,
     signal: Signal = "drift",
 ) -> str:
@@ -130,7 +137,7 @@ def training_run_id(
     Args:
         moment: When the verdict was reached.
         cooldown_hours: The spec's cooldown.
-        drift_run_id: The monitor DAG run asking.
+        monitor_run_id: The monitor DAG run asking.
         force: The monitor run was forced past the cooldown.
         signal: Which monitor asks (the prefix of an unslotted run id).
 
@@ -138,7 +145,7 @@ def training_run_id(
         An Airflow run id (letters, digits and ``_.~:+-`` only).
     """
     if force or cooldown_hours <= 0:
-        return f"{signal}__{'forced__' if force else ''}{drift_run_id}"
+        return f"{signal}__{'forced__' if force else ''}{monitor_run_id}"
     return f"{SLOT_RUN_ID_PREFIX}{cooldown_slot(moment, cooldown_hours):%Y%m%dT%H%M%SZ}"
 
 
@@ -175,7 +182,7 @@ def decide(
     cooldown_hours: float,
     last_retrain: RetrainRecord | None,
     active_training_runs: int,
-    drift_run_id: str,
+    monitor_run_id: str,
     training_dag_id: str,
     force: bool = False,
     signal: Signal = "drift",
@@ -190,7 +197,7 @@ def decide(
         cooldown_hours: The spec's cooldown.
         last_retrain: The last monitor-triggered retrain of this pipeline (drift or decay), if any.
         active_training_runs: Queued or running runs of the training DAG.
-        drift_run_id: This drift run.
+        monitor_run_id: This monitor run (drift or performance).
         training_dag_id: The DAG to trigger.
         force: Skip the cooldown (not the active-run rule).
         signal: Which monitor: its verdict of that name retrains.
@@ -203,7 +210,7 @@ def decide(
         "signal": signal,
         "pipeline": summary["pipeline"],
         "decided_at": now,
-        "drift_run_id": drift_run_id,
+        "monitor_run_id": monitor_run_id,
         "training_dag_id": training_dag_id,
         "active_training_runs": active_training_runs,
         "forced": force,
@@ -220,7 +227,7 @@ def decide(
         conf = retrain_conf(summary)
     if (
         last_retrain is not None
-        and last_retrain.drift_run_id == drift_run_id
+        and last_retrain.monitor_run_id == monitor_run_id
         and last_retrain.signal == signal
     ):
         # A retry of the run that already asked for this retrain: ask again (Airflow will find
@@ -261,7 +268,7 @@ def decide(
             cooldown_until=cooldown_until if in_cooldown else None,
             **base,
         )
-    run_id = training_run_id(now, cooldown_hours, drift_run_id, force, signal)
+    run_id = training_run_id(now, cooldown_hours, monitor_run_id, force, signal)
     return RetrainDecision(
         action="retrain",
         retrain=True,
@@ -276,12 +283,12 @@ def decide(
     )
 
 
-def record_from(decision: RetrainDecision, drift_dag_id: str) -> RetrainRecord:
+def record_from(decision: RetrainDecision, monitor_dag_id: str) -> RetrainRecord:
     """The ledger entry for a decision that triggered a retrain.
 
     Args:
         decision: A decision to retrain.
-        drift_dag_id: The monitor DAG that made it (the spec's drift or performance DAG id).
+        monitor_dag_id: The monitor DAG that made it (the spec's drift or performance DAG id).
     """
     if not decision.retrain or decision.training_run_id is None or decision.conf is None:
         raise ValueError("only a decision to retrain can be recorded as a retrain")
@@ -290,8 +297,8 @@ def record_from(decision: RetrainDecision, drift_dag_id: str) -> RetrainRecord:
         training_dag_id=decision.training_dag_id,
         training_run_id=decision.training_run_id,
         requested_at=decision.decided_at,
-        drift_dag_id=drift_dag_id,
-        drift_run_id=decision.drift_run_id,
+        monitor_dag_id=monitor_dag_id,
+        monitor_run_id=decision.monitor_run_id,
         report_uri=decision.report_uri,
         drifted_columns=list(decision.conf.get("drifted_columns") or []),
         drift_share=decision.conf.get("drift_share"),

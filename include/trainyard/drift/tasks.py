@@ -51,7 +51,7 @@ def record_outcome(
         retrain=False,
         message=message,
         decided_at=dag_run.run_after,
-        drift_run_id=dag_run.run_id,
+        monitor_run_id=dag_run.run_id,
         training_dag_id=spec.training_dag_id,
     )
     return write_decision(Settings.from_env(), decision)
@@ -185,7 +185,7 @@ def decide(
             cooldown_hours=spec.drift.cooldown_hours,
             last_retrain=ledger.last_retrain(settings, spec.name),
             active_training_runs=active,
-            drift_run_id=dag_run.run_id,
+            monitor_run_id=dag_run.run_id,
             training_dag_id=spec.training_dag_id,
             force=bool(context["params"].get("force")),
             signal=signal,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -97,29 +98,30 @@ class Split:
         )
 
 
+def missing_columns(spec: PipelineSpec, columns: list[str]) -> list[str]:
+    """The spec's feature and target columns that a snapshot with ``columns`` lacks."""
+    schema = spec.schema_
+    return [c for c in (*schema.features, schema.target) if c not in columns]
+
+
 def prepare_frame(spec: PipelineSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Keep labelled rows (if the spec says so), check the declared columns, numeric as float.
+    """Keep labelled rows (if the spec says so), numeric features as float.
+
+    Works on any subset of the columns (and on any piece of the rows): only the numeric
+    features present are cast.
 
     Returns:
         The rows to learn from and how many unlabelled rows were dropped.
-
-    Raises:
-        TrainingDataError: Declared columns are missing, or no labelled rows are left.
     """
     schema = spec.schema_
-    missing = [c for c in (*schema.features, schema.target) if c not in frame.columns]
-    if missing:
-        raise TrainingDataError(f"snapshot lacks columns declared in the spec: {missing}")
     dropped = 0
     if spec.model.drop_unlabeled:
         labelled = frame[schema.target].notna()
         dropped = int((~labelled).sum())
         frame = frame.loc[labelled]
-    if frame.empty:
-        raise TrainingDataError("no labelled rows to train on")
     # Numeric features as float: the model imputes missing values, and an integer column in the
     # MLflow signature would reject a scoring batch that has one.
-    numeric = list(schema.numeric_features)
+    numeric = [c for c in schema.numeric_features if c in frame.columns]
     frame = frame.assign(**{c: frame[c].astype("float64") for c in numeric})
     return frame, dropped
 
@@ -213,43 +215,121 @@ def holdout_mask(spec: PipelineSpec, frame: pd.DataFrame) -> np.ndarray:
     return hashes % buckets < round(spec.split.test_size * buckets)
 
 
+#: Reads given columns of a snapshot's rows, in pieces indexed by row position (a new
+#: iteration each call): :meth:`trainyard.data.snapshots.SnapshotFile.batches`, or one frame.
+RowReader = Callable[[list[str]], Iterable["pd.DataFrame"]]
+
+
 def split(spec: PipelineSpec, frame: pd.DataFrame) -> Split:
+    """:func:`split_rows` of rows in memory.
+
+    Raises:
+        TrainingDataError: See :func:`split_rows`.
+    """
+    return split_rows(spec, list(frame.columns), lambda columns: [frame[columns]])
+
+
+def _target_values(spec: PipelineSpec, y: pd.Series) -> pd.Series:
+    import pandas as pd
+
+    if spec.model.task == "classification":
+        return y.astype("int64") if str(y.dtype) in {"Int64", "Int32", "boolean"} else y
+    return pd.to_numeric(y).astype("float64")
+
+
+def _training_sample(spec: PipelineSpec, available: int) -> np.ndarray | None:
+    """Which training rows (by their order among training rows) ``max_training_rows`` keeps."""
+    import numpy as np
+
+    limit = spec.model.max_training_rows
+    if limit is None or available <= limit:
+        return None
+    # Seeded and positional: the same snapshot gives the same sample, in snapshot order.
+    return np.sort(np.random.default_rng(spec.split.seed).choice(available, limit, False))
+
+
+def split_rows(
+    spec: PipelineSpec, columns: list[str], read: RowReader, holdout_only: bool = False
+) -> Split:
     """The holdout split by :func:`holdout_mask`; the same rows always land on the same side.
+
+    Rows are read piece by piece and only the rows kept are held, so a snapshot larger than
+    memory can be split: a first pass reads the target (and, to count the training rows for
+    ``max_training_rows``, the row identity), a second reads the features. Pieces give the same
+    split as the whole frame, since each row's side depends on that row alone.
 
     With ``model.max_training_rows``, a larger training side is cut to that many rows by a
     draw seeded with ``split.seed``; the holdout keeps every row.
 
+    Args:
+        spec: Features, target, split settings, ``max_training_rows``.
+        columns: The snapshot's column names.
+        read: Reads given columns in pieces indexed by row position.
+        holdout_only: Keep only the holdout (``x_train``/``y_train`` come back empty).
+
+    Returns:
+        The split, indexed by row position in the snapshot.
+
     Raises:
-        TrainingDataError: The target does not fit the task, either side is empty, or a
-            classification holdout has one class.
+        TrainingDataError: Declared columns are missing, no labelled rows are left, the target
+            does not fit the task, either side is empty, or a classification holdout has one
+            class.
     """
-    import numpy as np
     import pandas as pd
 
-    frame, dropped = prepare_frame(spec, frame)
     schema = spec.schema_
-    x = frame[list(schema.features)]
-    y = frame[schema.target]
-    check_target(spec, y)
-    if spec.model.task == "classification":
-        y = y.astype("int64") if str(y.dtype) in {"Int64", "Int32", "boolean"} else y
-    else:
-        y = pd.to_numeric(y).astype("float64")
-    holdout = holdout_mask(spec, frame)
-    if holdout.all() or not holdout.any():
+    missing = missing_columns(spec, columns)
+    if missing:
+        raise TrainingDataError(f"snapshot lacks columns declared in the spec: {missing}")
+    identity = [schema.id_column] if schema.id_column in columns else []
+    count_training = not holdout_only and spec.model.max_training_rows is not None
+    first_pass = [*identity, schema.target] if count_training else [schema.target]
+    if count_training and not identity:
+        first_pass = [*schema.features, schema.target]
+    labels, available, dropped = [], 0, 0
+    for piece in read(first_pass):
+        prepared, piece_dropped = prepare_frame(spec, piece)
+        dropped += piece_dropped
+        labels.append(prepared[schema.target])
+        if count_training:
+            available += int((~holdout_mask(spec, prepared)).sum())
+    y_all = pd.concat(labels) if labels else pd.Series(dtype="float64")
+    if y_all.empty:
+        raise TrainingDataError("no labelled rows to train on")
+    check_target(spec, y_all)
+    chosen = _training_sample(spec, available) if count_training else None
+
+    kept: dict[str, list[pd.DataFrame | pd.Series]] = {"xh": [], "yh": [], "xt": [], "yt": []}
+    seen_training = 0
+    for piece in read([*identity, *schema.features, schema.target]):
+        prepared, _ = prepare_frame(spec, piece)
+        holdout = holdout_mask(spec, prepared)
+        x = prepared[list(schema.features)]
+        y = _target_values(spec, prepared[schema.target])
+        kept["xh"].append(x[holdout])
+        kept["yh"].append(y[holdout])
+        if holdout_only:
+            continue
+        x_train, y_train = x[~holdout], y[~holdout]
+        if chosen is not None:
+            first = seen_training
+            seen_training += len(x_train)
+            mine = chosen[(chosen >= first) & (chosen < seen_training)] - first
+            x_train, y_train = x_train.iloc[mine], y_train.iloc[mine]
+        kept["xt"].append(x_train)
+        kept["yt"].append(y_train)
+    x_test, y_test = pd.concat(kept["xh"]), pd.concat(kept["yh"])
+    rows_training = len(y_all) - len(y_test)
+    if not len(y_test) or not rows_training:
         raise TrainingDataError(
-            f"{len(frame)} labelled rows are too few for a {spec.split.test_size:.0%} holdout"
+            f"{len(y_all)} labelled rows are too few for a {spec.split.test_size:.0%} holdout"
         )
-    if spec.model.task == "classification" and y[holdout].nunique() < 2:
+    if spec.model.task == "classification" and y_test.nunique() < 2:
         raise TrainingDataError(
             "the holdout holds a single class; the window is too small to evaluate"
         )
-    x_train, y_train = x[~holdout], y[~holdout]
-    available = None
-    limit = spec.model.max_training_rows
-    if limit is not None and len(x_train) > limit:
-        available = len(x_train)
-        # Seeded and positional: the same snapshot gives the same sample, in snapshot order.
-        chosen = np.sort(np.random.default_rng(spec.split.seed).choice(available, limit, False))
-        x_train, y_train = x_train.iloc[chosen], y_train.iloc[chosen]
-    return Split(x_train, x[holdout], y_train, y[holdout], dropped, available)
+    if holdout_only:
+        x_train, y_train = x_test.iloc[:0], y_test.iloc[:0]
+    else:
+        x_train, y_train = pd.concat(kept["xt"]), pd.concat(kept["yt"])
+    return Split(x_train, x_test, y_train, y_test, dropped, None if chosen is None else available)

@@ -58,19 +58,19 @@ class Fitted:
     data: Split
 
 
-def fit(spec: PipelineSpec, frame: pd.DataFrame) -> Fitted:
-    """Split a snapshot's rows by the spec and fit the spec's pipeline on the training side.
+def fit(spec: PipelineSpec, frame: pd.DataFrame | Split) -> Fitted:
+    """Fit the spec's pipeline on the training side of a split (of a snapshot's rows, split here).
 
     Args:
         spec: Features, estimator, hyperparameters, split settings.
-        frame: The snapshot's rows.
+        frame: The snapshot's rows, or their split.
 
     Returns:
         The fitted pipeline and the split.
     """
     from trainyard.training import modeling
 
-    data = modeling.split(spec, frame)
+    data = frame if isinstance(frame, modeling.Split) else modeling.split(spec, frame)
     model = modeling.build_pipeline(spec)
     model.fit(data.x_train, data.y_train)
     return Fitted(model=model, data=data)
@@ -228,10 +228,15 @@ def split_mismatch(spec: PipelineSpec, champion_params: dict[str, str]) -> str:
 # ---- steps (I/O around the pure parts) --------------------------------------------------------
 
 
-def _load(settings: Settings, snapshot: SnapshotRef) -> pd.DataFrame:
-    from trainyard.data.snapshots import load_snapshot
+def _split(
+    spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef, holdout_only: bool = False
+) -> Split:
+    """The snapshot's split, read piece by piece: memory holds the rows kept, not the snapshot."""
+    from trainyard.data.snapshots import open_snapshot
+    from trainyard.training import modeling
 
-    return load_snapshot(settings, snapshot.uri, snapshot.sha256)
+    with open_snapshot(settings, snapshot.uri, snapshot.sha256) as rows:
+        return modeling.split_rows(spec, rows.columns, rows.batches, holdout_only)
 
 
 def _store_holdout_scores(
@@ -289,6 +294,7 @@ def train(
             target that does not fit the task), found before fitting.
     """
     import mlflow
+    import pandas as pd
     from mlflow.models import infer_signature
 
     from trainyard.core.tracking import close_orphaned_runs, find_finished_run
@@ -318,8 +324,7 @@ def train(
             training_sample=tags.get("training_sample"),
         )
 
-    frame = _load(settings, snapshot)
-    fitted = fit(spec, frame)
+    fitted = fit(spec, _split(spec, settings, snapshot))
     data = fitted.data
     tags = {
         "pipeline": spec.name,
@@ -338,7 +343,8 @@ def train(
     with mlflow.start_run(run_name=f"{context.dag_id}/{context.run_id}", tags=tags) as run:
         mlflow.log_params(training_params(spec, snapshot))
         dataset = mlflow.data.from_pandas(
-            frame,
+            # The rows fitted on (sampled, when max_training_rows sampled), without a copy.
+            pd.concat([data.x_train, data.y_train], axis=1, copy=False),
             source=snapshot.uri,
             name=f"{spec.name}-{snapshot.window_start}-{snapshot.window_end}",
             targets=spec.schema_.target,
@@ -429,9 +435,8 @@ def evaluate(
     import mlflow
 
     from trainyard.core.tracking import champion_version
-    from trainyard.training import modeling
 
-    holdout = modeling.split(spec, _load(settings, snapshot))
+    holdout = _split(spec, settings, snapshot, holdout_only=True)
     challenger_model = mlflow.sklearn.load_model(training.model_uri)
     challenger = score(spec, challenger_model, holdout)
     current = champion_version(spec.registered_model_name)
