@@ -272,9 +272,8 @@ def sql_mode(args: argparse.Namespace) -> dict:
             script.write_text(textwrap.dedent(code))
             report[reader] = measure([sys.executable, str(script), str(work / "spec.yaml")], env)
             print(f"{reader}: {report[reader]}", flush=True)
-        report["ratio"] = round(
-            report["trainyard"]["wall_s"] / report["pandas.read_sql"]["wall_s"], 2
-        )
+        for ratio, key in (("ratio", "wall_s"), ("rss_ratio", "peak_rss_mb")):
+            report[ratio] = round(report["trainyard"][key] / report["pandas.read_sql"][key], 2)
         return report
     finally:
         with server.connect() as connection:

@@ -10,8 +10,11 @@ its configuration when first imported, which ``tests/conftest.py`` sets up in
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -112,6 +115,80 @@ def loans_frame(rows: int, start: int = 0) -> Any:
     frame.loc[frame.index[::9], "income"] = None
     frame.loc[frame.index[::13], "region"] = None
     return frame
+
+
+# ---- a warehouse on the local PostgreSQL ---------------------------------------------------------
+
+#: A PostgreSQL server on which the tests may create databases (trust auth on this machine).
+POSTGRES_SERVER = os.environ.get(
+    "TRAINYARD_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+#: The table the SQL example spec (docs/examples/pipelines/churn_sql.yaml) queries.
+CUSTOMER_EVENTS_TABLE = (
+    "CREATE TABLE customer_events (customer_id text, event_time timestamptz, tenure_months "
+    "integer, monthly_charges double precision, total_charges double precision, support_calls "
+    "integer, data_usage_gb double precision, days_since_last_login double precision, contract "
+    "text, payment_method text, internet_service text, region text, churned integer)"
+)
+
+
+@contextmanager
+def warehouse_database(prefix: str) -> Iterator[str]:
+    """A new database on the local PostgreSQL holding an empty ``customer_events``; its URL.
+
+    Dropped afterwards. Skips the test when the server cannot be reached (fails under
+    ``CI=true``: there the test must run).
+    """
+    import uuid
+
+    import pytest
+    import sqlalchemy as sa
+
+    server = sa.create_engine(POSTGRES_SERVER, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        with server.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as error:
+        message = f"this test needs PostgreSQL at {POSTGRES_SERVER}: {error.orig}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: this test must run, not skip)")
+        pytest.skip(message)
+    url = sa.engine.make_url(POSTGRES_SERVER).set(database=name)
+    try:
+        engine = sa.create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(sa.text(CUSTOMER_EVENTS_TABLE))
+        engine.dispose()
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with server.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
+
+
+def customer_events(day: date, rows: int, knobs: Any = None) -> Any:
+    """One day of churn rows as ``customer_events`` holds them: ``event_time`` spread evenly
+    over the day, so a window's bounds fall between rows and every row is inside its day."""
+    from datetime import datetime, timedelta
+
+    from trainyard_dev.churn import generate_day
+
+    frame = generate_day(day, rows, knobs).rename(columns={"event_date": "event_time"})
+    midnight = datetime(day.year, day.month, day.day)
+    frame["event_time"] = [midnight + timedelta(seconds=86_400 * i // rows) for i in range(rows)]
+    return frame
+
+
+def insert_rows(url: str, frame: Any) -> None:
+    """Append rows to ``customer_events`` of the database at ``url``."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        frame.to_sql("customer_events", engine, if_exists="append", index=False)
+    finally:
+        engine.dispose()
 
 
 # ---- DAG runs ---------------------------------------------------------------------------------

@@ -122,6 +122,31 @@ def test_one_drift_monitor_per_partitioned_spec_none_for_static_data(dagbag) -> 
     assert drift_ids == {"drift_churn"}  # breast_cancer is a static sklearn dataset
 
 
+def test_a_windowed_sql_query_gets_a_drift_monitor_a_static_one_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = yaml.safe_load(
+        (REPO / "docs" / "examples" / "pipelines" / "churn_sql.yaml").read_text()
+    )
+    static = {
+        **example,
+        "name": "static_sql",
+        "model": {**example["model"], "registered_name": "s"},
+    }
+    static["source"] = {**example["source"], "query": "SELECT * FROM customer_events ORDER BY 1"}
+    for data in (example, static):
+        (tmp_path / f"{data['name']}.yaml").write_text(yaml.safe_dump(data))
+
+    bag = _dagbag(tmp_path, monkeypatch)
+
+    assert bag.import_errors == {}
+    assert {d for d in bag.dag_ids if d.startswith("drift_")} == {"drift_churn_sql"}
+    dag = bag.dags["drift_churn_sql"]
+    assert dag.get_task("trigger_retrain").trigger_dag_id == "train_churn_sql"
+    assert "the query's rows" in dag.doc_md
+    assert "default: the run day" in dag.params.get_param("window_end").description
+
+
 def test_drift_dag_shape_params_and_trigger(dagbag) -> None:
     dag = dagbag.dags["drift_churn"]
     assert dag.timetable.expression == "0 * * * *"

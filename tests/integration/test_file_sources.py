@@ -205,3 +205,62 @@ def test_labels_land_again_in_a_csv_sources_own_partitions(settings) -> None:
 
     assert labels["row_id"].tolist() == frame["customer_id"][5:].tolist()
     assert labels["label"].tolist() == frame["churned"][5:].tolist()
+
+
+def test_headerless_latin1_tab_separated_csv_is_read_by_its_declared_options(settings) -> None:
+    """``header: false`` with ``columns``, a non-UTF-8 ``encoding``, a tab delimiter."""
+    frame = generate_day(DAY, 50)
+    frame["region"] = frame["region"].where(frame.index % 5 != 0, "Île-de-France")
+    columns = list(frame.columns)
+    body = frame.to_csv(index=False, header=False, sep="\t").encode("latin-1")
+    key = f"t_latin1/dt={DAY:%Y%m%d}/export.tsv"
+    _put(settings, key, body)
+    options = {"delimiter": "\t", "header": False, "columns": columns, "encoding": "latin-1"}
+    spec = _example("churn_dt_csv", prefix="t_latin1", csv=options)
+    window = TrainingWindow(start=DAY, end=DAY)
+
+    snapshot = ingest(spec, settings, window)
+
+    read = load_snapshot(settings, snapshot.uri, snapshot.sha256)
+    assert snapshot.rows == 50
+    assert read["region"].tolist() == frame["region"].tolist()
+    assert read["customer_id"].tolist() == frame["customer_id"].tolist()
+    # Read as UTF-8, the same bytes are refused naming the file (nothing half-read).
+    as_utf8 = _example("churn_dt_csv", prefix="t_latin1", csv={**options, "encoding": "utf-8"})
+    refused = f"file s3://{settings.raw_bucket}/{key} cannot be read as CSV: 'utf-8' codec can't"
+    with pytest.raises(RawDataError, match=refused):
+        ingest(as_utf8, settings, window)
+
+
+def test_the_static_csv_example_trains_and_registers_a_random_forest(
+    settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """loans_static_csv as shipped (a static CSV with missing values and a text target, a
+    RandomForest with no ``skops_trusted_types``) through ``trainyard specs`` and ``run``: the
+    model MLflow stored with skops loads back and predicts the text classes."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from trainyard import cli
+
+    data = yaml.safe_load((EXAMPLES / "loans_static_csv.yaml").read_text())
+    data["source"]["prefix"] = "t_loans_train/applications.csv"
+    data["model"]["registered_name"] = "t_loans_static_csv"
+    assert "skops_trusted_types" not in data["model"]
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "loans_static_csv.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("TRAINYARD_PIPELINES_DIR", str(tmp_path / "pipelines"))
+    monkeypatch.setenv(
+        "TRAINYARD_EXPECTATIONS_DIR", str(REPO / "docs" / "examples" / "expectations")
+    )
+    applications = loans_frame(800)
+    _put(settings, "t_loans_train/applications.csv", _csv(applications))
+
+    assert cli.main(["specs"]) == 0
+    assert cli.main(["run", "loans_static_csv", "--reason", "test: static example"]) == 0
+
+    champion = MlflowClient().get_model_version_by_alias("t_loans_static_csv", "champion")
+    model = mlflow.sklearn.load_model("models:/t_loans_static_csv@champion")
+    features = applications.drop(columns=["decision"]).head(20)
+    assert set(model.predict(features)) <= {"approved", "declined"}
+    assert champion.tags["snapshot_uri"].startswith(f"s3://{settings.artifacts_bucket}/")

@@ -2,13 +2,11 @@
 
 Needs PostgreSQL at TRAINYARD_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres,
 a role that may create databases); without it the module is skipped, except with CI=true, where
-it fails.
+it fails (tests.support.warehouse_database).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -17,27 +15,22 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.support import REPO
+from tests.support import REPO, customer_events, insert_rows, warehouse_database
 from trainyard.core import storage
 from trainyard.core.spec import parse_spec
 from trainyard.data.snapshots import TrainingWindow, load_snapshot
 from trainyard.data.sources import EmptyWindowError, RawDataError, ingest
 from trainyard.data.sql import SqlSourceError
-from trainyard_dev.churn import generate_day
 
 pytestmark = pytest.mark.postgres
 
-SERVER = os.environ.get("TRAINYARD_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 EXAMPLE = REPO / "docs" / "examples" / "pipelines" / "churn_sql.yaml"
 DAYS = [date(2025, 5, 1) + timedelta(days=i) for i in range(3)]
 ROWS = 700  # per day; chunks of 1000 rows split a two-day window in two
 
 
 def _rows(day: date) -> pd.DataFrame:
-    frame = generate_day(day, ROWS).rename(columns={"event_date": "event_time"})
-    # Spread over the day, so the window's bounds fall between rows of the table.
-    frame["event_time"] = [datetime(day.year, day.month, day.day) + timedelta(seconds=97 * i)
-                           for i in range(ROWS)]  # fmt: skip
+    frame = customer_events(day, ROWS)
     frame.loc[frame.index[:5], "churned"] = pd.NA
     return frame
 
@@ -45,37 +38,10 @@ def _rows(day: date) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def warehouse() -> Iterator[str]:
     """A fresh database holding ``customer_events``; its SQLAlchemy URL. Dropped afterwards."""
-    import sqlalchemy as sa
-
-    server = sa.create_engine(SERVER, isolation_level="AUTOCOMMIT")
-    name = f"trainyard_sql_{uuid.uuid4().hex[:10]}"
-    try:
-        with server.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as error:
-        message = f"the SQL source test needs PostgreSQL at {SERVER}: {error.orig}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + " (CI=true: this test must run, not skip)")
-        pytest.skip(message)
-    url = sa.engine.make_url(SERVER).set(database=name).render_as_string(hide_password=False)
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(sa.text(
-                "CREATE TABLE customer_events (customer_id text, event_time timestamptz, "
-                "tenure_months integer, monthly_charges double precision, total_charges "
-                "double precision, support_calls integer, data_usage_gb double precision, "
-                "days_since_last_login double precision, contract text, payment_method text, "
-                "internet_service text, region text, churned integer)"
-            ))  # fmt: skip
+    with warehouse_database("trainyard_sql") as url:
         for day in DAYS[:2]:
-            _rows(day).to_sql("customer_events", engine, if_exists="append", index=False)
+            insert_rows(url, _rows(day))
         yield url
-    finally:
-        engine.dispose()
-        with server.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 def _spec(**source: object):
@@ -115,8 +81,8 @@ def test_a_window_reads_its_rows_by_bound_parameters_in_chunks(
 
     assert snapshot.rows == 2 * ROWS
     frame = load_snapshot(settings, snapshot.uri, snapshot.sha256)
-    assert frame["event_time"].min() == pd.Timestamp("2025-05-01 00:00:00")
-    assert str(frame["event_time"].dtype) == "datetime64[ns]"  # timestamptz -> naive UTC
+    assert frame["event_date"].min() == pd.Timestamp("2025-05-01 00:00:00")
+    assert str(frame["event_date"].dtype) == "datetime64[ns]"  # timestamptz -> naive UTC
     # The window is never part of the statement: only the parameters carry it.
     (statement, parameters), *_ = [s for s in statements if "customer_events" in s[0]]
     assert statement.strip() == spec.source.query.strip().replace(
@@ -134,26 +100,36 @@ def test_a_window_reads_its_rows_by_bound_parameters_in_chunks(
     as_files = parse_spec(data, Path("churn_sql.yaml"))
     for day in DAYS[:2]:
         key = f"s3://{settings.raw_bucket}/t_sql_same/date={day}/part-0.parquet"
-        storage.put_bytes(settings, key, storage.parquet_bytes(_rows(day)))
+        rows = _rows(day).rename(columns={"event_time": "event_date"})
+        storage.put_bytes(settings, key, storage.parquet_bytes(rows))
     assert ingest(as_files, settings, window).sha256 == snapshot.sha256
 
 
 def test_an_incremental_window_picks_up_new_rows(spec, settings, warehouse: str) -> None:
-    import sqlalchemy as sa
-
     window = TrainingWindow.ending(DAYS[2], 2)
     with pytest.raises(EmptyWindowError):
         ingest(spec, settings, TrainingWindow(start=DAYS[2], end=DAYS[2]))
     before = ingest(spec, settings, window)
     assert before.rows == ROWS
 
-    engine = sa.create_engine(warehouse)
-    _rows(DAYS[2]).to_sql("customer_events", engine, if_exists="append", index=False)
-    engine.dispose()
+    insert_rows(warehouse, _rows(DAYS[2]))
     after = ingest(spec, settings, window)
 
     assert after.rows == 2 * ROWS and after.sha256 != before.sha256
     assert ingest(spec, settings, window).sha256 == after.sha256
+
+
+def test_an_hours_window_crossing_midnight_reads_exactly_its_hours(spec, settings) -> None:
+    window = TrainingWindow.ending_hours(datetime(2025, 5, 2, 1), 4)  # 22:00 to 01:59
+
+    snapshot = ingest(spec, settings, window)
+
+    rows = pd.concat([_rows(day) for day in DAYS[:2]])
+    inside = rows[(rows["event_time"] >= datetime(2025, 5, 1, 22))
+                  & (rows["event_time"] < datetime(2025, 5, 2, 2))]  # fmt: skip
+    frame = load_snapshot(settings, snapshot.uri, snapshot.sha256)
+    assert snapshot.rows == len(inside) > 0
+    assert frame["customer_id"].tolist() == inside["customer_id"].tolist()
 
 
 def test_bad_values_and_bad_queries_are_named(spec, settings, monkeypatch) -> None:
@@ -164,8 +140,8 @@ def test_bad_values_and_bad_queries_are_named(spec, settings, monkeypatch) -> No
     with pytest.raises(RawDataError) as error:
         ingest(_spec(query=wrong), settings, window)
     assert str(error.value) == (
-        "SQL query on $TRAINYARD_TEST_WAREHOUSE_URL (SELECT customer_id, event_time, "
-        "CASE WHEN customer_id = 'C20...) rows 1001-1400: numeric feature column "
+        "SQL query on $TRAINYARD_TEST_WAREHOUSE_URL (SELECT customer_id, event_time AS "
+        "event_date, CASE WHEN cust...) rows 1001-1400: numeric feature column "
         "'tenure_months' must hold numbers; found 'many' (1 such value(s))"
     )
 
@@ -176,3 +152,12 @@ def test_bad_values_and_bad_queries_are_named(spec, settings, monkeypatch) -> No
     monkeypatch.delenv("TRAINYARD_TEST_WAREHOUSE_URL")
     with pytest.raises(SqlSourceError, match="TRAINYARD_TEST_WAREHOUSE_URL .* is not set"):
         ingest(spec, settings, window)
+
+    undefined = _spec(url_env=None, conn_id="no_such_warehouse")
+    with pytest.raises(SqlSourceError) as error:
+        ingest(undefined, settings, window)
+    assert str(error.value) == (
+        "SQL query on Airflow connection 'no_such_warehouse' (SELECT customer_id, event_time AS "
+        "event_date, tenure_months,...): no such connection (source.conn_id); define it with "
+        "AIRFLOW_CONN_NO_SUCH_WAREHOUSE, the Airflow UI or a secrets backend"
+    )

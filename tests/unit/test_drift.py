@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support import REPO
 from trainyard.core.spec import load_spec, parse_spec
@@ -327,6 +328,32 @@ def test_newest_window_takes_the_newest_partition_not_after_the_run_day() -> Non
 
 def test_static_dataset_has_no_current_window() -> None:
     static = load_spec(REPO / "include" / "pipelines" / "breast_cancer.yaml")
+    with pytest.raises(steps.NoCurrentDataError, match="static dataset"):
+        steps.current_window(static, None, date(2026, 3, 1))  # type: ignore[arg-type]
+
+
+def _sql_spec(query: str | None = None) -> Any:
+    data = yaml.safe_load((REPO / "docs" / "examples" / "pipelines" / "churn_sql.yaml").read_text())
+    if query is not None:
+        data["source"]["query"] = query
+    return parse_spec(data, Path("churn_sql.yaml"))
+
+
+def test_a_windowed_query_checks_the_days_ending_on_the_run_day() -> None:
+    spec = _sql_spec()
+    run_day = date(2026, 3, 4)
+    # No listing: the settings (S3) are never consulted for a query.
+    default = steps.current_window(spec, None, run_day)  # type: ignore[arg-type]
+    assert (default.start, default.end) == (run_day, run_day)
+    three = steps.current_window(spec, None, run_day, window_days=3)  # type: ignore[arg-type]
+    assert (three.start, three.end) == (date(2026, 3, 2), run_day)
+    assert (three.start_moment, three.end_moment) == (datetime(2026, 3, 2), datetime(2026, 3, 5))
+    earlier = steps.current_window(spec, None, run_day, window_end=date(2026, 2, 1))  # type: ignore[arg-type]
+    assert (earlier.start, earlier.end) == (date(2026, 2, 1), date(2026, 2, 1))
+
+
+def test_a_static_query_has_no_current_window() -> None:
+    static = _sql_spec("SELECT * FROM customer_events ORDER BY customer_id")
     with pytest.raises(steps.NoCurrentDataError, match="static dataset"):
         steps.current_window(static, None, date(2026, 3, 1))  # type: ignore[arg-type]
 

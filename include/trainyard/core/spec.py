@@ -142,6 +142,11 @@ class FilesSource(_Frozen):
         return Layout(self.partitioning) if self.partitioning else None
 
     @property
+    def windowed(self) -> bool:
+        """Whether a run reads a window (partitioned) rather than every file (static)."""
+        return self.partitioning is not None
+
+    @property
     def suffixes(self) -> tuple[str, ...]:
         """File names read (others, such as ``_SUCCESS`` markers, are ignored)."""
         return FILE_SUFFIXES[self.format]
@@ -192,6 +197,11 @@ class SklearnDatasetSource(_Frozen):
 
     kind: Literal["sklearn_dataset"]
     dataset: Literal["breast_cancer", "wine", "iris", "diabetes"]
+
+    @property
+    def windowed(self) -> bool:
+        """Never: a bundled dataset is read whole, whatever the window."""
+        return False
 
 
 Source = Annotated[FilesSource | SqlSource | SklearnDatasetSource, Field(discriminator="kind")]
@@ -516,7 +526,7 @@ class PipelineSpec(_Frozen):
     @model_validator(mode="after")
     def _check_consistency(self) -> PipelineSpec:
         layout = getattr(self.source, "layout", None)
-        hourly = (layout and layout.hourly) or getattr(self.source, "windowed", False)
+        hourly = (layout and layout.hourly) or (self.source.kind == "sql" and self.source.windowed)
         if self.window.hours is not None and not hourly:
             raise ValueError(
                 "window.hours needs hourly partitions (source.partitioning with HH) or a "

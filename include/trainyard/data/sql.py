@@ -43,7 +43,8 @@ def _engine(source: SqlSource) -> Any:
     """A SQLAlchemy engine from the environment variable or the Airflow connection.
 
     Raises:
-        SqlSourceError: The variable is unset, or the connection is not a database's.
+        SqlSourceError: The variable is unset, or the connection is undefined or not a
+            database's.
     """
     from sqlalchemy import create_engine
 
@@ -56,8 +57,16 @@ def _engine(source: SqlSource) -> Any:
             )
         return create_engine(url)
     from airflow.sdk.bases.hook import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
-    hook = BaseHook.get_connection(source.conn_id).get_hook()
+    try:
+        connection = BaseHook.get_connection(source.conn_id)
+    except AirflowNotFoundException:
+        raise SqlSourceError(
+            f"{describe(source)}: no such connection (source.conn_id); define it with "
+            f"AIRFLOW_CONN_{source.conn_id.upper()}, the Airflow UI or a secrets backend"
+        ) from None
+    hook = connection.get_hook()
     if not hasattr(hook, "get_sqlalchemy_engine"):
         raise SqlSourceError(
             f"{describe(source)}: connection {source.conn_id!r} (source.conn_id) is not a "

@@ -1,4 +1,4 @@
-"""Builds the drift monitor ``drift_<name>`` of each spec with a partitioned source (wiring only).
+"""Builds the drift monitor ``drift_<name>`` of each spec whose source reads a window (wiring only).
 
 Imported by dags/drift_monitors.py at parse time: only the Airflow SDK, the standard provider's
 TriggerDagRunOperator and trainyard's light modules are imported here; Evidently, Great
@@ -33,8 +33,15 @@ _DECISION = "ti.xcom_pull(task_ids='decide')"
 
 
 def has_drift_monitor(spec: PipelineSpec) -> bool:
-    """Only data that keeps arriving can drift: partitioned sources get a monitor."""
-    return getattr(spec.source, "layout", None) is not None
+    """Only data that keeps arriving can drift: partitioned files and windowed queries."""
+    return spec.source.windowed
+
+
+def current_data(spec: PipelineSpec) -> str:
+    """What the drift check's current window reads, for the docs."""
+    if spec.source.kind == "sql":
+        return "the query's rows (by its timestamp bounds, ending on the run day)"
+    return "partitions"
 
 
 def drift_doc(spec: PipelineSpec) -> str:
@@ -53,7 +60,7 @@ Compares the newest raw data with the data the **current champion** of
 `{spec.training_dag_id}` when Evidently reports dataset drift.
 
 **Steps:** `reference` (the champion's snapshot; *no champion: the run is skipped*) →
-`current` (the newest {drift.window_days} day(s) of partitions, snapshotted) → `validate`
+`current` (the newest {drift.window_days} day(s) of {current_data(spec)}, snapshotted) → `validate`
 (the GX suite `{spec.validation.suite}`: a broken batch **fails the run as a data-quality
 failure, never a drift verdict**) → `check_drift` (Evidently `DataDriftPreset`) → `decide`
 (storm protection) → `retrain_requested` → `trigger_retrain` → `record_retrain`.
@@ -87,7 +94,7 @@ def build_drift_dag(spec: PipelineSpec) -> DAG:
     """The drift monitor of one pipeline.
 
     Args:
-        spec: The pipeline spec (partitioned source).
+        spec: The pipeline spec (partitioned files or a windowed query).
 
     Returns:
         The DAG ``drift_<name>``.
@@ -102,7 +109,9 @@ def build_drift_dag(spec: PipelineSpec) -> DAG:
         params={
             **window_params(
                 spec.drift.window_days,
-                "Last partition date to check (default: the newest partition).",
+                "Last day to check (default: the run day)"
+                if spec.source.kind == "sql"
+                else "Last partition date to check (default: the newest partition).",
             ),
             "force": Param(
                 False,
@@ -178,7 +187,7 @@ def retrain_on(spec: PipelineSpec, decision: Any) -> None:
 
 
 def build_drift_dags(settings: Settings | None = None) -> list[DAG]:
-    """One drift DAG per spec with a partitioned source (static datasets cannot drift).
+    """One drift DAG per spec whose source reads a window (static datasets cannot drift).
 
     A spec whose ``drift.schedule`` is null still gets its DAG, for manual runs only.
 

@@ -220,13 +220,18 @@ def current_window(
     window_end: date | None = None,
     window_days: int | None = None,
 ) -> TrainingWindow:
-    """Which raw partitions are "current" for a drift check of ``spec``.
+    """Which raw data is "current" for a drift check of ``spec``.
+
+    Partitioned files: the window ends with the newest partition on or before the run day. A
+    windowed SQL query cannot be listed without running it, so its window ends on the run day;
+    the query then gets the window through its bound parameters, as in training.
 
     Args:
-        spec: The pipeline (partitioned source; ``drift.window_days``).
+        spec: The pipeline (partitioned files or a windowed query; ``drift.window_days``).
         settings: Buckets and endpoint.
         run_day: The day the check is for.
-        window_end: Last day to include (default: the newest partition on or before run_day).
+        window_end: Last day to include (default: the newest partition on or before run_day;
+            the run day for a query).
         window_days: Days in the window (default: the spec's ``drift.window_days``).
 
     Returns:
@@ -240,17 +245,19 @@ def current_window(
     """
     from trainyard.data.sources import partition_dates, raw_bucket
 
-    layout = getattr(spec.source, "layout", None)
-    if layout is None:
+    source = spec.source
+    if not source.windowed:
         raise NoCurrentDataError(
             f"pipeline {spec.name!r} reads a static dataset; nothing new can drift"
         )
+    days = spec.drift.window_days if window_days is None else window_days
+    if source.kind == "sql":
+        return newest_window([], run_day, days, window_end or run_day)
     available = (
         []
         if window_end
-        else partition_dates(settings, raw_bucket(spec, settings), spec.source.prefix, layout)
+        else partition_dates(settings, raw_bucket(spec, settings), source.prefix, source.layout)
     )
-    days = spec.drift.window_days if window_days is None else window_days
     return newest_window(available, run_day, days, window_end)
 
 

@@ -190,9 +190,7 @@ def older_window(
     """
     from datetime import date
 
-    source = spec.source
-    reads_window = getattr(source, "layout", None) is not None or getattr(source, "windowed", False)
-    if not reads_window or not champion_window_end:
+    if not spec.source.windowed or not champion_window_end:
         return None
     if snapshot.window_end >= date.fromisoformat(champion_window_end):
         return None
