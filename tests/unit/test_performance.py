@@ -18,6 +18,7 @@ from trainyard.monitoring.steps import (
     decay_conf,
     drop_of,
     evaluate_window,
+    join_window,
     monitor_windows,
     verdict_of,
 )
@@ -222,3 +223,22 @@ def test_no_decay_verdicts_are_recorded_as_such() -> None:
             monitor_run_id="r", training_dag_id="train_churn", signal="decay",
         )  # fmt: skip
         assert (decision.action, decision.retrain, decision.signal) == (verdict, False, "decay")
+
+
+def test_joining_predictions_piece_by_piece_equals_joining_them_whole() -> None:
+    """The monitor streams the prediction log; the join must not depend on how it is cut."""
+    predictions = pd.concat(
+        [_predictions(100, correct=70), _predictions(5, version="2"), _predictions(3)],
+        ignore_index=True,
+    )  # r0..r2 predicted twice by the champion: each prediction joins its label
+    labels = _labels([f"r{i}" for i in range(95, -1, -1)] + ["late"])
+    whole = pd.merge(
+        predictions[predictions["model_version"] == BASELINE.version], labels, on="row_id"
+    )
+
+    join = join_window(BASELINE, (predictions.iloc[i : i + 7] for i in range(0, 108, 7)), labels)
+
+    assert (join.predictions, join.other_versions, join.labels) == (103, 5, 97)
+    assert join.unmatched_labels == 1 and len(join.joined) == len(whole) == 99
+    expected = whole[["prediction", "proba_0", "proba_1", "label"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(join.joined, expected)

@@ -143,16 +143,16 @@ def test_no_report_without_a_verdict_or_without_the_champions_holdout_scores() -
     day = date(2026, 3, 2)
     counts = {"predictions": 10, "other_versions": 0, "labels": 10, "matched": 10}
     window = WindowResult(start=day, end=day, status="ok", metrics={}, unmatched_labels=0, **counts)
-    frames = (pd.DataFrame(), pd.DataFrame())
+    joined = pd.DataFrame()
     old = Baseline(model_name="churn", version="3", metrics={"accuracy": 0.8})  # no run id
 
     few = window.model_copy(update={"status": "insufficient_labels"})
-    assert prediction_target_drift(_churn(), None, old, few, *frames) == (
+    assert prediction_target_drift(_churn(), None, old, few, joined) == (
         None,
         "no prediction/target drift report: insufficient labels in the newest window",
         None,
     )
-    shift, note, snapshot = prediction_target_drift(_churn(), None, old, window, *frames)
+    shift, note, snapshot = prediction_target_drift(_churn(), None, old, window, joined)
     assert shift is None and snapshot is None
     assert note == (
         "no prediction/target drift report: churn v3 has no holdout scores (trained before "

@@ -24,8 +24,13 @@ acted on. Every check leaves its outputs under a key derived from its inputs::
 and one MLflow run in ``<pipeline>-monitoring`` (metrics ``realised_<metric>``,
 ``baseline_<metric>``, ``labelled_rows``, ``prediction_drift_score``, ``target_drift_score``,
 ``evidently_<metric>``; tags ``model_version``, ``window_end``, ``report_uri``), so realised
-performance per model version can be plotted there. :func:`evaluate_window`, :func:`drop_of`
-and :func:`verdict_of` are pure.
+performance per model version can be plotted there. :func:`join_window`, :func:`judge_window`,
+:func:`evaluate_window`, :func:`drop_of` and :func:`verdict_of` are pure.
+
+Memory is bounded by the labels, not the predictions: the prediction log is read in pieces of
+its needed columns (:func:`trainyard.data.predictions.iter_predictions`), each piece joined with
+the window's labels (id and label only) and dropped; only the matched rows' label, prediction
+and probabilities are kept for the metrics.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import hashlib
 import json
 import logging
 import math
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -44,6 +50,8 @@ from trainyard.core.tracking import NoChampionError
 from trainyard.monitoring.report import ShiftSummary
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     import pandas as pd
 
     from trainyard.core.lineage import RunContext
@@ -256,9 +264,120 @@ def realised_metrics(spec: PipelineSpec, joined: pd.DataFrame) -> dict[str, floa
     return values
 
 
-def champion_rows(predictions: pd.DataFrame, baseline: Baseline) -> pd.DataFrame:
-    """The predictions the champion's version made (pure)."""
-    return predictions[predictions["model_version"].astype(str) == baseline.version]
+#: Columns of the prediction log the monitor reads (and every ``proba_<class>``).
+JOIN_COLUMNS = ["row_id", "prediction", "model_version"]
+
+
+@dataclass
+class WindowJoin:
+    """A window's predictions joined with its labels, and what did not join.
+
+    Attributes:
+        predictions: Rows predicted by the champion's version.
+        other_versions: Rows predicted by other versions (ignored).
+        labels: Labelled rows.
+        unmatched_labels: Labels for rows the champion never scored (ignored).
+        joined: The matched rows: ``label``, ``prediction`` and the ``proba_<class>`` columns.
+    """
+
+    predictions: int
+    other_versions: int
+    labels: int
+    unmatched_labels: int
+    joined: pd.DataFrame
+
+
+def join_window(
+    baseline: Baseline, pieces: Iterable[pd.DataFrame], labels: pd.DataFrame
+) -> WindowJoin:
+    """Join a window's predictions, piece by piece, with its labels by id (pure).
+
+    Only one piece of predictions is in memory at a time besides the labels (id and label) and
+    the matched rows' label, prediction and probabilities, so a window of any size joins in
+    bounded memory. The result is an inner join in prediction order (a row predicted twice
+    joins twice), as ``merge`` would give.
+
+    Args:
+        baseline: The champion: only its version's predictions count.
+        pieces: The window's prediction log (any version, batch and online), in pieces with
+            ``row_id``, ``prediction``, ``model_version`` and ``proba_<class>`` columns.
+        labels: ``row_id`` (unique) and ``label`` of the window's labelled rows.
+
+    Returns:
+        The counts and the matched rows.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from trainyard.data.predictions import PROBA_PREFIX
+
+    ids = pd.Index(labels["row_id"])
+    values = labels["label"].reset_index(drop=True)
+    scored = np.zeros(len(ids), dtype=bool)
+    ours_rows = other_rows = 0
+    parts = []
+    for piece in pieces:
+        ours = piece[piece["model_version"].astype(str) == baseline.version]
+        ours_rows += len(ours)
+        other_rows += len(piece) - len(ours)
+        positions = ids.get_indexer(ours["row_id"])
+        hit = positions >= 0
+        scored[positions[hit]] = True
+        keep = ["prediction", *(c for c in ours.columns if c.startswith(PROBA_PREFIX))]
+        part = ours.loc[hit, keep].reset_index(drop=True)
+        parts.append(part.assign(label=values.take(positions[hit]).reset_index(drop=True)))
+    parts = [part for part in parts if len(part)] or parts[:1]
+    joined = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame({"prediction": [], "label": []})
+    )
+    return WindowJoin(
+        predictions=ours_rows,
+        other_versions=other_rows,
+        labels=len(ids),
+        unmatched_labels=int((~scored).sum()),
+        joined=joined,
+    )
+
+
+def judge_window(
+    spec: PipelineSpec, baseline: Baseline, window: tuple[date, date], join: WindowJoin
+) -> WindowResult:
+    """A joined window's realised metrics and status (pure).
+
+    Args:
+        spec: Metric, allowed drop, minimum labelled rows.
+        baseline: The champion's holdout metrics.
+        window: First and last day.
+        join: The window's predictions joined with its labels.
+
+    Returns:
+        The window's counts, realised metrics and status.
+    """
+    performance = _performance(spec)
+    counts = {
+        "start": window[0],
+        "end": window[1],
+        "predictions": join.predictions,
+        "other_versions": join.other_versions,
+        "labels": join.labels,
+        "matched": len(join.joined),
+        "unmatched_labels": join.unmatched_labels,
+    }
+    if not join.predictions:
+        return WindowResult(status="no_predictions", metrics={}, **counts)
+    if len(join.joined) < performance.min_labelled_rows:
+        return WindowResult(status="insufficient_labels", metrics={}, **counts)
+    metrics = realised_metrics(spec, join.joined)
+    value = metrics.get(performance.metric)
+    if value is None:
+        return WindowResult(status="insufficient_labels", metrics=metrics, **counts)
+    drop = drop_of(
+        performance.metric, value, baseline.metrics[performance.metric], performance.drop
+    )
+    status = "breach" if drop > performance.max_drop else "ok"
+    return WindowResult(status=status, metrics=metrics, value=value, drop=drop, **counts)
 
 
 def evaluate_window(
@@ -268,7 +387,7 @@ def evaluate_window(
     predictions: pd.DataFrame,
     labels: pd.DataFrame,
 ) -> WindowResult:
-    """Join one window's predictions and labels by id and judge it (pure).
+    """Join one window's predictions (a frame) and labels by id and judge it (pure).
 
     Args:
         spec: Metric, allowed drop, minimum labelled rows.
@@ -280,31 +399,7 @@ def evaluate_window(
     Returns:
         The window's counts, realised metrics and status.
     """
-    performance = _performance(spec)
-    ours = champion_rows(predictions, baseline)
-    joined = ours.merge(labels, on="row_id", how="inner")
-    counts = {
-        "start": window[0],
-        "end": window[1],
-        "predictions": len(ours),
-        "other_versions": len(predictions) - len(ours),
-        "labels": len(labels),
-        "matched": len(joined),
-        "unmatched_labels": int((~labels["row_id"].isin(ours["row_id"])).sum()),
-    }
-    if ours.empty:
-        return WindowResult(status="no_predictions", metrics={}, **counts)
-    if len(joined) < performance.min_labelled_rows:
-        return WindowResult(status="insufficient_labels", metrics={}, **counts)
-    metrics = realised_metrics(spec, joined)
-    value = metrics.get(performance.metric)
-    if value is None:
-        return WindowResult(status="insufficient_labels", metrics=metrics, **counts)
-    drop = drop_of(
-        performance.metric, value, baseline.metrics[performance.metric], performance.drop
-    )
-    status = "breach" if drop > performance.max_drop else "ok"
-    return WindowResult(status=status, metrics=metrics, value=value, drop=drop, **counts)
+    return judge_window(spec, baseline, window, join_window(baseline, [predictions], labels))
 
 
 def verdict_of(spec: PipelineSpec, windows: list[WindowResult]) -> tuple[Verdict, str]:
@@ -429,12 +524,12 @@ def read_labels(spec: PipelineSpec, settings: Settings, days: list[date]) -> pd.
             body = storage.get_bytes(settings, uri)
             frames.extend(file_columns(spec, source, body, uri, columns))
     if not frames:
-        return pd.DataFrame({"row_id": pd.Series(dtype="string"), "label": pd.Series()})
+        return pd.DataFrame({"row_id": pd.Series(dtype="string[pyarrow]"), "label": pd.Series()})
     frame = pd.concat(frames, ignore_index=True)
     frame = frame[frame[schema.target].notna()]
     return (
         pd.DataFrame(
-            {"row_id": frame[schema.id_column].astype(str).astype("string"),
+            {"row_id": frame[schema.id_column].astype(str).astype("string[pyarrow]"),
              "label": frame[schema.target]}
         )
         .drop_duplicates("row_id", keep="last")
@@ -442,11 +537,9 @@ def read_labels(spec: PipelineSpec, settings: Settings, days: list[date]) -> pd.
     )  # fmt: skip
 
 
-def _inputs_sha(spec: PipelineSpec, baseline: Baseline, frames: list[pd.DataFrame]) -> str:
-    """Identity of a check's inputs: settings, the champion, every window's joined data and
-    what shapes the drift report (Evidently's version, the sample size)."""
-    import pandas as pd
-
+def _inputs_digest(spec: PipelineSpec, baseline: Baseline) -> Any:
+    """The start of a check's identity: settings, the champion and what shapes the drift report
+    (Evidently's version, the sample size); each window's data is added as it is read."""
     from trainyard.drift.evidently import evidently_version
     from trainyard.monitoring.report import REPORT_SAMPLE_ROWS
 
@@ -454,9 +547,21 @@ def _inputs_sha(spec: PipelineSpec, baseline: Baseline, frames: list[pd.DataFram
     digest.update(json.dumps(spec.performance.model_dump(mode="json"), sort_keys=True).encode())
     digest.update(baseline.model_dump_json().encode())
     digest.update(f"evidently {evidently_version()} sample {REPORT_SAMPLE_ROWS}".encode())
-    for frame in frames:
-        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
+    return digest
+
+
+def _hash_rows(digest: Any, frame: pd.DataFrame) -> None:
+    import pandas as pd
+
+    rows = pd.util.hash_pandas_object(frame.astype(str), index=False)
+    digest.update(rows.to_numpy().tobytes())
+
+
+def _hashed(digest: Any, pieces: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The pieces, each added to ``digest`` (its ids and versions) as it passes."""
+    for piece in pieces:
+        _hash_rows(digest, piece[["row_id", "model_version"]])
+        yield piece
 
 
 def prediction_target_drift(
@@ -464,8 +569,7 @@ def prediction_target_drift(
     settings: Settings,
     baseline: Baseline,
     newest: WindowResult,
-    predictions: pd.DataFrame,
-    labels: pd.DataFrame,
+    joined: pd.DataFrame,
 ) -> tuple[ShiftSummary | None, str | None, Any]:
     """Evidently's prediction and target drift of the newest window against the holdout scores.
 
@@ -491,7 +595,6 @@ def prediction_target_drift(
             ),
             None,
         )
-    joined = champion_rows(predictions, baseline).merge(labels, on="row_id", how="inner")
     try:
         shift, snapshot = run_report(spec, storage.read_parquet(settings, uri), joined)
     except (UnreadableReportError, ValueError) as error:
@@ -513,19 +616,23 @@ def check_performance(
     from pathlib import Path
 
     from trainyard.core import storage
-    from trainyard.data.predictions import read_predictions
+    from trainyard.data.predictions import iter_predictions
 
     performance = _performance(spec)
-    results, inputs, newest_inputs = [], [], None
+    digest = _inputs_digest(spec, baseline)
+    results, newest_joined = [], None
     for start, end in monitor_windows(spec, newest_end):
         days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-        predictions = read_predictions(settings, spec.name, days)
         labels = read_labels(spec, settings, days)
-        results.append(evaluate_window(spec, baseline, (start, end), predictions, labels))
-        inputs += [predictions[["row_id", "model_version"]].astype(str), labels.astype(str)]
-        newest_inputs = newest_inputs or (predictions, labels)
+        pieces = iter_predictions(settings, spec.name, days, JOIN_COLUMNS)
+        join = join_window(baseline, _hashed(digest, pieces), labels)
+        _hash_rows(digest, labels)
+        del labels
+        results.append(judge_window(spec, baseline, (start, end), join))
+        if newest_joined is None:
+            newest_joined = join.joined
     verdict, message = verdict_of(spec, results)
-    sha = _inputs_sha(spec, baseline, inputs)
+    sha = digest.hexdigest()
     prefix = (
         f"s3://{settings.artifacts_bucket}/performance/{spec.name}/v{baseline.version}/"
         f"end-{newest_end}/in-{sha[:16]}"
@@ -535,7 +642,7 @@ def check_performance(
         log.info("this check was done before; reusing %s", uri)
         return PerformanceSummary.model_validate_json(storage.get_bytes(settings, uri))
     shift, shift_note, snapshot = prediction_target_drift(
-        spec, settings, baseline, results[0], *newest_inputs
+        spec, settings, baseline, results[0], newest_joined
     )
     report_uri = None
     if snapshot is not None:

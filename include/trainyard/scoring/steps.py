@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -26,6 +28,8 @@ from trainyard.core.errors import DeterministicError
 from trainyard.core.tracking import NoChampionError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import pandas as pd
 
     from trainyard.core.settings import Settings
@@ -271,11 +275,16 @@ def score_day(
                 f"cannot score {spec.name} {day} with {champion.model_name} v{champion.version}: "
                 f"{problem}"
             )
-        scored = predict(spec, model, frame, champion, run_id, scored_at)
-        storage.put_bytes(
-            settings, uri, storage.parquet_bytes(scored), "application/vnd.apache.parquet"
-        )
-        rows, written = len(scored), True
+        with tempfile.TemporaryDirectory(prefix="trainyard-scores-") as directory:
+            path = Path(directory) / "predictions.parquet"
+            pieces = (frame.iloc[i : i + PREDICT_ROWS] for i in range(0, len(frame), PREDICT_ROWS))
+            rows = write_predictions(
+                path,
+                (predict(spec, model, piece, champion, run_id, scored_at) for piece in pieces),
+            )
+            del frame
+            storage.put_file(settings, uri, path, "application/vnd.apache.parquet")
+        written = True
     manifest = predictions.read_manifest(settings, spec.name, day)
     moved = manifest is None or manifest.current_uri != uri
     if moved:
@@ -291,6 +300,42 @@ def score_day(
             ),
         )
     return ScoredDay(day=day, uri=uri, rows=rows, written=written, manifest_moved=moved)
+
+
+#: Rows predicted at once: the model's intermediate arrays (imputed, scaled, one-hot encoded
+#: features; probabilities) stay this size, whatever the batch's.
+PREDICT_ROWS = 262_144
+
+
+def write_predictions(path: Path, pieces: Iterable[pd.DataFrame]) -> int:
+    """Write pieces of prediction-log rows to one Parquet file as they come (zstd, one row
+    group per piece): memory holds one piece.
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        ValueError: There was no piece (a snapshot is never empty).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer, rows = None, 0
+    try:
+        for piece in pieces:
+            table = pa.Table.from_pandas(
+                piece, schema=writer.schema if writer else None, preserve_index=False
+            )
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+            writer.write_table(table)
+            rows += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError("no rows to write")
+    return rows
 
 
 def score(
