@@ -196,7 +196,7 @@ def create_app(
         except RequestError as error:
             return refused(422, str(error), pipeline, "invalid")
         try:
-            predictions, probabilities = await batcher.predict(model, parsed.records)
+            predictions, probabilities = await batcher.predict(model, parsed)
         except Exception as error:  # noqa: BLE001 (answer one line, never a traceback)
             log.exception("%s v%s failed to predict", model.registered_name, model.version)
             reason = str(error).splitlines()[0] if str(error) else ""
@@ -215,7 +215,7 @@ def create_app(
                 model_version=model.version,
                 scored_at=datetime.now(UTC),
                 row_ids=row_ids,
-                features=parsed.records,
+                features=parsed.columns,
                 predictions=predictions,
                 probabilities=probabilities,
                 classes=model.classes,

@@ -30,16 +30,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from trainyard.serving.schema import join_columns
+
 if TYPE_CHECKING:
     from trainyard.serving.models import ServedModel
+    from trainyard.serving.schema import ParsedRequest
 
 
 @dataclass
 class _Waiting:
-    """One request's checked records, waiting for a prediction thread."""
+    """One request's checked columns, waiting for a prediction thread."""
 
     model: ServedModel
-    records: list[dict[str, Any]]
+    request: ParsedRequest
     answer: asyncio.Future = field(repr=False)
 
 
@@ -90,28 +93,26 @@ class MicroBatcher:
         self._waiting: deque[_Waiting] = deque()
         self._free = workers
 
-    async def predict(
-        self, model: ServedModel, records: list[dict[str, Any]]
-    ) -> tuple[Any, Any | None]:
-        """``model``'s predictions and probabilities for ``records`` (maybe joined with others').
+    async def predict(self, model: ServedModel, request: ParsedRequest) -> tuple[Any, Any | None]:
+        """``model``'s predictions and probabilities for ``request`` (maybe joined with others').
 
         Raises:
             Exception: Whatever the model raised predicting these records alone.
         """
         answer = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(model, records, answer))
+        self._waiting.append(_Waiting(model, request, answer))
         self._dispatch()
         return await answer
 
     def _take(self) -> list[_Waiting]:
         """The oldest waiting request and every later one of the same model that fits."""
         first = self._waiting.popleft()
-        taken, rows, kept = [first], len(first.records), deque()
+        taken, rows, kept = [first], first.request.rows, deque()
         while self._waiting:
             item = self._waiting.popleft()
-            if item.model is first.model and rows + len(item.records) <= self.max_rows:
+            if item.model is first.model and rows + item.request.rows <= self.max_rows:
                 taken.append(item)
-                rows += len(item.records)
+                rows += item.request.rows
             else:
                 kept.append(item)
         self._waiting = kept
@@ -153,13 +154,13 @@ def _predict_joined(taken: list[_Waiting]) -> list[tuple[Any, Any | None] | Base
     model = taken[0].model
     if len(taken) == 1:
         try:
-            return [model.predict_records(taken[0].records)]
+            return [model.predict(taken[0].request.columns)]
         except Exception as error:  # noqa: BLE001 (handed to the request that caused it)
             return [error]
     try:
-        predictions, probabilities = model.predict_records(
-            [record for item in taken for record in item.records]
+        predictions, probabilities = model.predict(
+            join_columns([item.request.columns for item in taken])
         )
     except Exception:  # noqa: BLE001 (find whose rows fail: predict each request alone)
         return [_predict_joined([item])[0] for item in taken]
-    return list(split_answers(predictions, probabilities, [len(item.records) for item in taken]))
+    return list(split_answers(predictions, probabilities, [item.request.rows for item in taken]))
