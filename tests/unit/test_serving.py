@@ -561,6 +561,65 @@ def test_a_failing_request_in_a_joined_prediction_fails_alone() -> None:
     assert [round(float(answers[i][0][0]), 6) for i in (0, 1, 3)] == [1.0, 2.0, 0.0]
 
 
+def test_a_large_request_is_predicted_in_parts_at_once_with_the_answers_of_the_whole() -> None:
+    import asyncio
+    from typing import ClassVar
+
+    from mlflow.models import infer_signature
+
+    from tests.support import churn_rows, feature_records
+    from trainyard.serving.batching import PART_MIN_ROWS, MicroBatcher
+    from trainyard.serving.models import with_shortcuts
+    from trainyard.serving.schema import columns_from_signature
+
+    class Counted(ServedModel):
+        calls: ClassVar[list[int]] = []
+
+        def predict(self, data: dict) -> tuple:
+            self.calls.append(len(data["contract"]))
+            return super().predict(data)
+
+    model, spec = _churn_model()
+    features = churn_rows(1000, date(2026, 4, 3))[list(spec.schema_.features)]
+    columns = columns_from_signature(infer_signature(features).inputs)
+    fast = with_shortcuts(_served(model, columns), [])
+    served = Counted(**fast.__dict__)
+    request = parse_request(_body({"records": feature_records(churn_rows(1000))}), columns)
+    small = parse_request(_body({"records": feature_records(churn_rows(PART_MIN_ROWS))}), columns)
+
+    async def send(batcher: MicroBatcher, each: ParsedRequest) -> tuple:
+        try:
+            return await batcher.predict(served, each)
+        finally:
+            batcher.shutdown()
+
+    predictions, probabilities = asyncio.run(send(MicroBatcher(workers=2, max_rows=256), request))
+    asyncio.run(send(MicroBatcher(workers=2, max_rows=256), small))
+
+    assert served.parallel_rows
+    assert Counted.calls == [500, 500, PART_MIN_ROWS]  # too small to cut: one part
+    whole_predictions, whole_probabilities = fast.predict(request.columns)
+    assert predictions.tolist() == whole_predictions.tolist()
+    assert np.array_equal(probabilities, whole_probabilities)
+
+
+def test_a_replaced_model_is_freed_although_frozen_out_of_the_collector() -> None:
+    import gc
+    import weakref
+
+    from trainyard.serving.models import _freeze_long_lived
+
+    model, _ = _churn_model()
+    alive = [weakref.ref(model), weakref.ref(model[-1]), weakref.ref(model[0])]
+    _freeze_long_lived()
+    try:
+        assert gc.get_freeze_count() > 0
+        del model
+        assert [ref() for ref in alive] == [None, None, None]  # by reference counting alone
+    finally:
+        gc.unfreeze()
+
+
 def test_prediction_threads_and_batch_size_are_settings() -> None:
     settings = ServingSettings.from_env(
         {

@@ -12,6 +12,7 @@ next poll tries again.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import queue
 import tempfile
@@ -62,6 +63,13 @@ class ServedModel:
     #: Predictions and probabilities come from one pass over the estimator's trees
     #: (:func:`trainyard.serving.compiled.predict_with_probabilities`), checked like ``compiled``.
     one_pass: bool = False
+
+    @property
+    def parallel_rows(self) -> bool:
+        """Whether parts of a request predicted in threads at once run in parallel: the
+        compiled transform and the one-pass trees give each row the answer it gets in the whole
+        request, and spend most of their time in NumPy and Cython without the GIL."""
+        return self.one_pass and (self.compiled is not None or self.preprocessor is None)
 
     @property
     def estimator(self) -> Any:
@@ -242,6 +250,22 @@ def load_version(spec: PipelineSpec, version: Any) -> ServedModel:
     return served
 
 
+def _freeze_long_lived() -> None:
+    """Keep the cyclic garbage collector off everything alive now (a model just loaded, the
+    imported libraries): they live as long as the server.
+
+    A full collection walks every tracked object; with MLflow, scikit-learn and pandas loaded
+    that is ~230,000 objects, 140-180 ms holding the GIL here, and it came at random under load
+    (one 1,000-row request took 193 ms instead of ~17 ms). Frozen objects are skipped by later
+    collections; they are still freed by reference counting (a replaced model is: a fitted
+    scikit-learn pipeline holds no reference cycle). Before the first freeze, one full
+    collection, so that the start's garbage is not kept for ever.
+    """
+    if not gc.get_freeze_count():
+        gc.collect()
+    gc.freeze()
+
+
 class ChampionFollower:
     """Keeps each served pipeline's champion loaded, following the alias.
 
@@ -324,6 +348,7 @@ class ChampionFollower:
                 log.exception("could not follow the champion of %s", pipeline)
             self._on_failure(pipeline)
             return False
+        _freeze_long_lived()
         # Copy, then replace the whole mapping: readers never see it half-updated.
         self._served = {**self._served, pipeline: model}
         log.info(

@@ -74,6 +74,16 @@ def join_columns(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return joined
 
 
+def split_columns(columns: dict[str, Any], parts: int) -> list[dict[str, Any]]:
+    """A checked request's columns cut into ``parts`` runs of rows, in order (pure)."""
+    rows = len(next(iter(columns.values())))
+    bounds = [rows * index // parts for index in range(parts + 1)]
+    return [
+        {name: values[start:end] for name, values in columns.items()}
+        for start, end in itertools.pairwise(bounds)
+    ]
+
+
 def columns_from_signature(input_schema: Any) -> tuple[Column, ...]:
     """The columns of an MLflow input schema (``ModelSignature.inputs``).
 
