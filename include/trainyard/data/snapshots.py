@@ -296,6 +296,24 @@ class SnapshotFile:
         # self_destruct frees each Arrow column once converted: the peak is not two copies.
         return table.to_pandas(self_destruct=True, split_blocks=True)
 
+    def row_bytes(self, rows: int) -> dict[str, float]:
+        """Each column's pandas memory per row, estimated from the first ``rows`` rows.
+
+        Text counts its string objects (``memory_usage(deep=True)``): a 10M-row text column
+        takes several times the memory of a numeric one, which sizes validation passes.
+
+        Args:
+            rows: How many of the first rows to read (fewer if the snapshot is shorter).
+
+        Returns:
+            Column name -> bytes per row, in the snapshot's column order (0 for no rows).
+        """
+        first = next(self.batches(self.columns, max(1, rows)), None)
+        if first is None or first.empty:
+            return dict.fromkeys(self.columns, 0.0)
+        usage = first.memory_usage(deep=True, index=False)
+        return {column: float(usage[column]) / len(first) for column in self.columns}
+
     def header(self) -> pd.DataFrame:
         """No rows, every column with its type: what checks of the column names need."""
         return self._file.schema_arrow.empty_table().to_pandas()
