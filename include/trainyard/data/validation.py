@@ -637,6 +637,9 @@ def _run_passes(
         .add_dataframe_asset("snapshot")
         .add_batch_definition_whole_dataframe("whole")
     )
+    # The data source's engine keeps every batch it was given: emptied after each frame, so
+    # memory holds one frame, not all the pieces and passes seen so far.
+    batches = context.data_sources.get("snapshot").get_execution_engine().batch_manager
     expectations = suite_document["expectations"]
     pieces: dict[int, list[Any]] = {}
     documents = []
@@ -662,6 +665,8 @@ def _run_passes(
                 result_format={"result_format": "SUMMARY"},
             ).validate_expectation_suite(suite)
             del frame
+            batches.reset_batch_cache()
+            batches.batch_data_cache.clear()
             for one in result.results:
                 pieces.setdefault(index_of[one.expectation_config.id], []).append(one)
             documents.append(result)
