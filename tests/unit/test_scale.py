@@ -167,6 +167,21 @@ WHOLE_COLUMN_KINDS = [
 ]
 
 
+#: The other row-local kinds that run on pieces of rows (between, in set, not null: above).
+ROW_LOCAL_KINDS = [
+    {"type": "expect_column_values_to_not_be_in_set",
+     "kwargs": {"column": "region", "value_set": ["mars"]}},
+    {"type": "expect_column_values_to_match_regex",
+     "kwargs": {"column": "customer_id", "regex": r"^C\d{8}-\d{6}$"}},
+    {"type": "expect_column_values_to_not_match_regex",
+     "kwargs": {"column": "contract", "regex": "^life"}},
+    {"type": "expect_column_value_lengths_to_equal",
+     "kwargs": {"column": "payment_method", "value": 12}},
+    {"type": "expect_column_values_to_be_null",
+     "kwargs": {"column": "support_calls", "mostly": 0.05}},
+]  # fmt: skip
+
+
 def _failing_rows() -> pd.DataFrame:
     """Churn rows broken in the ways the expectations above and the shipped suite catch."""
     rows = _rows().reset_index(drop=True)
@@ -189,7 +204,8 @@ def test_validating_in_passes_and_pieces_gives_the_whole_frame_results(tmp_path:
     from trainyard.data.validation import plan_passes, run_suite, run_suite_on_snapshot
 
     suite = json.loads((REPO / "include" / "expectations" / "churn.json").read_text())
-    document = {"name": "churn", "expectations": suite["expectations"] + WHOLE_COLUMN_KINDS}
+    expectations = suite["expectations"] + WHOLE_COLUMN_KINDS + ROW_LOCAL_KINDS
+    document = {"name": "churn", "expectations": expectations}
     rows = _failing_rows()
     _written(tmp_path / "s", [rows])
     snapshot = snapshots.SnapshotFile(tmp_path / "s" / "snapshot.parquet")
@@ -218,6 +234,10 @@ def test_validating_in_passes_and_pieces_gives_the_whole_frame_results(tmp_path:
         "expect_compound_columns_to_be_unique",
         "expect_column_to_exist",
         "expect_table_row_count_to_be_between",
+        "expect_column_values_to_not_be_in_set",
+        "expect_column_values_to_not_match_regex",
+        "expect_column_value_lengths_to_equal",
+        "expect_column_values_to_be_null",
     } <= failed
     assert "data_usage_gb" in [w.column for w in warnings]
     region = next(f for f in failures if f.column == "region")

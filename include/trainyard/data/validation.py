@@ -329,7 +329,8 @@ def _outcome(result: Any) -> ExpectationOutcome:
 #: hold. A snapshot within it is validated in one pass, as a whole frame; a larger one in passes
 #: (:func:`plan_passes`). GX holds a few times a pass's memory while it runs (a copy of the
 #: frame per expectation, masks, and for text columns hash tables of their values): 512 MB keeps
-#: a pass of 1M rows × 21 churn columns whole and a step's peak near 2 GB at any row count.
+#: a pass of 1M rows × 21 churn columns whole; at 10M rows the step peaked at 2.8 GB (the id
+#: column's uniqueness, a pass of its own).
 PASS_BYTES = 512 * 2**20
 
 #: Rows read to estimate each column's memory per row (the first rows of the snapshot).
