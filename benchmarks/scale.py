@@ -17,7 +17,7 @@ The 1-minute load average is recorded before and after each measurement: the mac
 
 Usage:
     python benchmarks/scale.py steps --rows 1000000 --rows 3000000 [--reference]
-        [--max-training-rows N] [--profile]
+        [--max-training-rows N] [--profile] [--until STEP]
     python benchmarks/scale.py sql --rows 1000000
 Writes benchmarks/results/scale_<mode>.json.
 """
@@ -164,8 +164,10 @@ print(json.dumps({"metrics": metrics, "phases_s": {k: round(v, 1) for k, v in ph
 """
 
 
-def run_steps(env: dict[str, str], name: str, work: Path, profile: bool = False) -> dict:
-    """Each training step in its own process, chained through JSON files.
+def run_steps(
+    env: dict[str, str], name: str, work: Path, profile: bool = False, until: str = STEPS[-1]
+) -> dict:
+    """Each training step in its own process, chained through JSON files, up to ``until``.
 
     With ``profile``, each step runs under cProfile and writes ``<step>.prof`` next to its JSON
     (read them with ``python -m pstats``); the wall times then include the profiler's cost.
@@ -181,7 +183,7 @@ def run_steps(env: dict[str, str], name: str, work: Path, profile: bool = False)
                      "--training", "train.json", "--decision", "evaluate.json"],
     }  # fmt: skip
     results = {}
-    for step in STEPS:
+    for step in STEPS[: STEPS.index(until) + 1]:
         if profile:
             profiled = ["-m", "cProfile", "-o", str(work / f"{step}.prof"), "-m", "trainyard"]
             trainyard = [sys.executable, *profiled]
@@ -218,7 +220,7 @@ def steps_mode(args: argparse.Namespace) -> dict:
             print(f"{rows:,} rows x {13 + len(EXTRA)} columns landed", flush=True)
             work = state / name
             work.mkdir()
-            result: dict[str, Any] = {"steps": run_steps(env, name, work, args.profile)}
+            result: dict[str, Any] = {"steps": run_steps(env, name, work, args.profile, args.until)}
             result["steps_total_s"] = round(sum(s["wall_s"] for s in result["steps"].values()), 1)
             result["largest_step_rss_mb"] = max(s["peak_rss_mb"] for s in result["steps"].values())
             if args.reference:
@@ -354,6 +356,9 @@ def main() -> None:
     parser.add_argument("--reference", action="store_true")
     parser.add_argument("--max-training-rows", type=int)
     parser.add_argument("--profile", action="store_true", help="each step under cProfile")
+    parser.add_argument(
+        "--until", choices=STEPS, default=STEPS[-1], help="stop after this step (e.g. validate)"
+    )
     args = parser.parse_args()
     report = steps_mode(args) if args.mode == "steps" else sql_mode(args)
     report["cores"] = os.cpu_count()

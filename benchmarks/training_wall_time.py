@@ -15,8 +15,10 @@ One SeaweedFS + MLflow server (free ports, temporary state) holds 28 daily churn
    the largest single process (the task that trains) and the tree's peak above its idle level.
 
 Each side writes to its own artifacts bucket and registers its own model, so both do the full
-work (no snapshot, validation or version is reused). Goals: Airflow wall time <= 1.5x the CLI,
-and <= 1.3x the minimal script (issue 12's "overhead against the physical limit").
+work (no snapshot, validation or version is reused). The 1-minute load average is recorded
+before and after the minimal script and the Airflow run (the machine may be shared).
+Goals: Airflow wall time <= 1.5x the CLI, and <= 1.3x the minimal script (issue 12's
+"overhead against the physical limit").
 
 Usage: python benchmarks/training_wall_time.py [--rows-per-day N] [--days N] [--reference]
     [--no-cli]
@@ -135,10 +137,12 @@ def run_airflow(stack, env_dir: Path) -> dict:
     time.sleep(5)  # let the scheduler settle after unpausing
     with TreeMemory(stack.running_pid("airflow")) as memory:
         idle_total, _ = memory.sample()
+        load_before = round(os.getloadavg()[0], 1)
         triggered = time.perf_counter()
         run = api.trigger("train_churn", conf={"window_end": WINDOW_END.isoformat()})
         finished = api.wait_for_run("train_churn", run["dag_run_id"], timeout=3600)
         trigger_to_end = time.perf_counter() - triggered
+        load_after = round(os.getloadavg()[0], 1)
     if finished["state"] != "success":
         states = api.task_states("train_churn", run["dag_run_id"])
         raise RuntimeError(f"Airflow run {finished['state']}: {states}")
@@ -154,6 +158,8 @@ def run_airflow(stack, env_dir: Path) -> dict:
         "peak_task_rss_mb": memory.peak_single / 2**20,
         "tree_idle_rss_mb": idle_total / 2**20,
         "tree_peak_rss_mb": memory.peak_total / 2**20,
+        "load_before": load_before,
+        "load_after": load_after,
     }
 
 
@@ -210,7 +216,8 @@ def main() -> None:
             f"Airflow: run {airflow['wall_s']:.1f} s "
             f"(trigger to end {airflow['trigger_to_end_s']:.1f} s), "
             f"largest task RSS {airflow['peak_task_rss_mb']:.0f} MB, tree "
-            f"{airflow['tree_idle_rss_mb']:.0f} -> {airflow['tree_peak_rss_mb']:.0f} MB",
+            f"{airflow['tree_idle_rss_mb']:.0f} -> {airflow['tree_peak_rss_mb']:.0f} MB, "
+            f"1-minute load {airflow['load_before']} -> {airflow['load_after']}",
             flush=True,
         )
         print(f"Airflow tasks: {airflow['task_durations_s']}", flush=True)

@@ -36,6 +36,59 @@ def test_classification_metrics_match_scikit_learn_binary_and_multiclass() -> No
     assert got["precision"] == pytest.approx(sk.precision_score(binary_y, binary.predict(x)))
 
 
+class _CountingPredictions:
+    """A fitted model that counts how often it is asked for classes or probabilities."""
+
+    def __init__(self, model: object) -> None:
+        self.model, self.classes_, self.calls = model, model.classes_, []
+
+    def predict(self, x: object) -> object:
+        self.calls.append("predict")
+        return self.model.predict(x)
+
+    def predict_proba(self, x: object) -> object:
+        self.calls.append("predict_proba")
+        return self.model.predict_proba(x)
+
+
+@pytest.mark.parametrize("kind", ["churn", "logistic", "forest", "multiclass"])
+def test_classes_from_probabilities_equal_predict_and_the_model_runs_once(kind: str) -> None:
+    from datetime import date
+
+    import pandas as pd
+    from sklearn.ensemble import RandomForestClassifier
+
+    from tests.support import REPO
+    from trainyard.core.spec import load_spec
+    from trainyard.training import modeling
+    from trainyard_dev.churn import generate_day
+
+    if kind == "churn":  # the shipped pipeline: preprocessing + HistGradientBoosting, strings
+        spec = load_spec(REPO / "include" / "pipelines" / "churn.yaml")
+        frame = pd.concat([generate_day(date(2026, 3, d), 400) for d in range(1, 4)])
+        data = modeling.split(spec, frame.reset_index(drop=True))
+        x, y = data.x_test, data.y_test
+        model = modeling.build_pipeline(spec).fit(data.x_train, data.y_train)
+    else:
+        x, y = load_iris(return_X_y=True)
+        y = y if kind == "multiclass" else (y == 2).astype(int)
+        if kind == "forest":
+            model = RandomForestClassifier(random_state=0).fit(x, y)
+        else:
+            model = LogisticRegression(max_iter=500).fit(x, y)
+    counting = _CountingPredictions(model)
+    names = metrics_for("classification")
+
+    got = compute_metrics(names, counting, x, y)
+
+    assert counting.calls == ["predict_proba"]
+    classes = model.classes_.take(model.predict_proba(x).argmax(axis=1))
+    np.testing.assert_array_equal(classes, model.predict(x))
+    assert got["accuracy"] == sk.accuracy_score(y, model.predict(x))
+    average = "binary" if len(model.classes_) == 2 else "macro"
+    assert got["f1"] == pytest.approx(sk.f1_score(y, model.predict(x), average=average))
+
+
 def test_regression_metrics_match_scikit_learn() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3))

@@ -167,6 +167,21 @@ WHOLE_COLUMN_KINDS = [
 ]
 
 
+#: The other row-local kinds that run on pieces of rows (between, in set, not null: above).
+ROW_LOCAL_KINDS = [
+    {"type": "expect_column_values_to_not_be_in_set",
+     "kwargs": {"column": "region", "value_set": ["mars"]}},
+    {"type": "expect_column_values_to_match_regex",
+     "kwargs": {"column": "customer_id", "regex": r"^C\d{8}-\d{6}$"}},
+    {"type": "expect_column_values_to_not_match_regex",
+     "kwargs": {"column": "contract", "regex": "^life"}},
+    {"type": "expect_column_value_lengths_to_equal",
+     "kwargs": {"column": "payment_method", "value": 12}},
+    {"type": "expect_column_values_to_be_null",
+     "kwargs": {"column": "support_calls", "mostly": 0.05}},
+]  # fmt: skip
+
+
 def _failing_rows() -> pd.DataFrame:
     """Churn rows broken in the ways the expectations above and the shipped suite catch."""
     rows = _rows().reset_index(drop=True)
@@ -175,27 +190,35 @@ def _failing_rows() -> pd.DataFrame:
     rows.loc[20:60, "data_usage_gb"] = None  # 2% missing: a warning
     rows.loc[70, "contract"] = "lifetime"  # not in the value set
     rows.loc[80:82, "tenure_months"] = pd.NA  # nulls in a not-null column
+    # Across many pieces of rows: more unexpected values than a result lists (20), and nulls
+    # that the range check skips while the null check counts them.
+    rows.loc[range(90, 2000, 37), "support_calls"] = 99
+    rows.loc[range(95, 2000, 53), "support_calls"] = pd.NA
+    rows.loc[range(100, 2000, 41), "region"] = "mars"
     return rows
 
 
-def test_validating_column_by_column_gives_the_whole_frame_verdicts(tmp_path: Path) -> None:
+def test_validating_in_passes_and_pieces_gives_the_whole_frame_results(tmp_path: Path) -> None:
     import json
 
     from trainyard.data.validation import plan_passes, run_suite, run_suite_on_snapshot
 
     suite = json.loads((REPO / "include" / "expectations" / "churn.json").read_text())
-    document = {"name": "churn", "expectations": suite["expectations"] + WHOLE_COLUMN_KINDS}
+    expectations = suite["expectations"] + WHOLE_COLUMN_KINDS + ROW_LOCAL_KINDS
+    document = {"name": "churn", "expectations": expectations}
     rows = _failing_rows()
     _written(tmp_path / "s", [rows])
     snapshot = snapshots.SnapshotFile(tmp_path / "s" / "snapshot.parquet")
-    cells = 2 * len(rows)  # at most two columns a pass
-    passes = plan_passes(document["expectations"], snapshot.columns, snapshot.rows, cells)
+    row_bytes = snapshot.row_bytes(10_000)
+    budget = 2 * 8 * len(rows)  # two numeric columns' worth: each text column alone
+    passes = plan_passes(document["expectations"], row_bytes, snapshot.rows, budget)
 
-    whole, whole_failures, whole_warnings = run_suite(rows, document)
-    split, failures, warnings = run_suite_on_snapshot(snapshot, document, cells=cells)
+    whole, whole_failures, whole_warnings = run_suite(rows, document, tmp_path / "one")
+    split, failures, warnings = run_suite_on_snapshot(snapshot, document, tmp_path / "many", budget)
 
+    (pieced,) = [p for p in passes if p.piece_rows is not None]
+    assert len(rows) // pieced.piece_rows >= 10  # many pieces of rows
     assert len(passes) > 5 and len(split["meta"]["passes"]) == len(passes)
-    assert all(p.columns is None or len(p.columns) <= 2 for p in passes)
     assert (failures, warnings) == (whole_failures, whole_warnings)
     failed = {f.expectation for f in failures}
     assert {
@@ -211,8 +234,15 @@ def test_validating_column_by_column_gives_the_whole_frame_verdicts(tmp_path: Pa
         "expect_compound_columns_to_be_unique",
         "expect_column_to_exist",
         "expect_table_row_count_to_be_between",
+        "expect_column_values_to_not_be_in_set",
+        "expect_column_values_to_not_match_regex",
+        "expect_column_value_lengths_to_equal",
+        "expect_column_values_to_be_null",
     } <= failed
     assert "data_usage_gb" in [w.column for w in warnings]
+    region = next(f for f in failures if f.column == "region")
+    assert region.unexpected_count == len(range(100, 2000, 41)) and region.sample[0] == "mars"
+    assert "region: expect_column_values_to_be_in_set" in region.describe()
 
     def verdicts(result: dict) -> list:  # GX's order is its own: compare in the suite's
         found = {json.dumps(r["expectation_config"]["kwargs"], sort_keys=True)
@@ -222,13 +252,54 @@ def test_validating_column_by_column_gives_the_whole_frame_verdicts(tmp_path: Pa
 
     assert len(split["results"]) == len(document["expectations"])
     assert verdicts(split) == verdicts(whole)
+    calls = next(r["result"] for r in split["results"]
+                 if r["expectation_config"]["type"] == "expect_column_values_to_be_between"
+                 and r["expectation_config"]["kwargs"]["column"] == "support_calls")  # fmt: skip
+    assert len(calls["partial_unexpected_list"]) == 20 and calls["missing_count"] > 0
     assert split["statistics"] == whole["statistics"] and split["success"] is False
+    for docs in ("one", "many"):  # one Data Docs page either way
+        site = tmp_path / docs / "gx" / "uncommitted" / "data_docs" / "local_site"
+        assert len(list((site / "validations").rglob("*.html"))) == 1
+
+
+def test_passes_respect_the_memory_budget() -> None:
+    from trainyard.data.validation import ValidationPass, plan_passes
+
+    # Bytes per row as pandas holds them: text columns take several times a number's 8.
+    row_bytes = {"id": 70.0, "plan": 65.0, "a": 8.0, "b": 8.0, "c": 8.0}
+    expectations = [
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}},
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "plan",
+                                                                  "value_set": ["x"]}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
+        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "b", "min_value": 0}},
+        {"type": "expect_column_median_to_be_between", "kwargs": {"column": "c", "min_value": 0}},
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
+    ]  # fmt: skip
+    rows, budget = 1_000_000, 20_000_000
+
+    passes = plan_passes(expectations, row_bytes, rows, budget)
+
+    assert passes == [
+        ValidationPass((0, 5), ("id",)),  # 70 MB: over the budget, alone, every row
+        ValidationPass((3, 4), ("b", "c")),  # 16 MB of whole columns
+        ValidationPass((1, 2), ("plan", "a"), piece_rows=budget // 73),  # row-local: pieces
+    ]
+    for part in passes:
+        per_row = sum(row_bytes[c] for c in part.columns or row_bytes)
+        held = per_row * (part.piece_rows or rows)
+        assert held <= budget or (part.columns and len(part.columns) == 1)
+    # Within the budget: one whole-frame pass, as before.
+    assert plan_passes(expectations, row_bytes, 100_000, budget) == [
+        ValidationPass(tuple(range(6)), None)
+    ]
 
 
 def test_passes_give_each_expectation_its_whole_columns() -> None:
     from trainyard.data.validation import ValidationPass, plan_passes
 
     columns = ["a", "b", "c", "d"]
+    row_bytes = dict.fromkeys(columns, 1.0)
     expectations = [
         {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
@@ -240,12 +311,13 @@ def test_passes_give_each_expectation_its_whole_columns() -> None:
         },
         {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": columns}},
     ]
-    assert plan_passes(expectations, columns, rows=10, cells=40) == [
+    assert plan_passes(expectations, row_bytes, rows=10, budget=40) == [
         ValidationPass(tuple(range(6)), None)
     ]
-    assert plan_passes(expectations, columns, rows=10, cells=20) == [
-        ValidationPass((0, 1, 2, 3), ("a", "b")),
+    assert plan_passes(expectations, row_bytes, rows=10, budget=20) == [
+        ValidationPass((0, 2, 3), ("b", "a")),
         ValidationPass((4,), ("c", "d")),
+        ValidationPass((1,), ("a",), piece_rows=10),
         ValidationPass((5,), None, names_only=True),
     ]
     conditional = {"column": "a", "row_condition": "b > 1", "condition_parser": "pandas"}
@@ -253,6 +325,6 @@ def test_passes_give_each_expectation_its_whole_columns() -> None:
         *expectations,
         {"type": "expect_column_values_to_not_be_null", "kwargs": conditional},
     ]
-    assert plan_passes(anywhere, columns, rows=10, cells=10) == [
+    assert plan_passes(anywhere, row_bytes, rows=10, budget=10) == [
         ValidationPass(tuple(range(7)), None)
     ]

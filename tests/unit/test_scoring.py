@@ -125,3 +125,30 @@ def test_the_suite_for_scoring_forgets_the_target_only() -> None:
         if e["type"] == "expect_table_columns_to_match_set"
     ]
     assert "churned" not in columns and "support_calls" in columns
+
+
+def test_a_snapshot_scored_in_pieces_equals_the_whole_batch_scored_at_once(
+    fitted, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    from trainyard.data.snapshots import SnapshotFile, SnapshotWriter
+    from trainyard.data.sources import check_frame
+    from trainyard.scoring.steps import score_file
+    from trainyard_dev.churn import Knobs, generate_day
+
+    spec, model = fitted
+    batch = check_frame(
+        spec, generate_day(date(2026, 2, 1), 300, Knobs(labels_missing=True)), "batch", False
+    )
+    writer = SnapshotWriter(tmp_path)
+    writer.add(batch, "batch")
+    writer.close()
+    champion, at = ChampionRef(model_name="churn", version="7"), datetime(2026, 2, 2, tzinfo=UTC)
+    snapshot = SnapshotFile(writer.path)
+
+    rows = score_file(spec, model, snapshot, champion, "r1", at, tmp_path / "p.parquet", rows=64)
+
+    whole = predict(spec, model, snapshot.read(), champion, "r1", at)
+    assert rows == 300
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "p.parquet"), whole)

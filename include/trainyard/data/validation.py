@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -325,10 +325,16 @@ def _outcome(result: Any) -> ExpectationOutcome:
     )
 
 
-#: Cells (rows × columns) one Great Expectations pass over a snapshot may hold. A snapshot
-#: within it is validated in one pass, as a whole frame; a larger one column by column
-#: (:func:`plan_passes`). 24M cells of float64 is about 200 MB before GX's own copies.
-PASS_CELLS = 24_000_000
+#: Pandas memory (bytes, strings counted with their objects) one Great Expectations pass may
+#: hold. A snapshot within it is validated in one pass, as a whole frame; a larger one in passes
+#: (:func:`plan_passes`). GX holds a few times a pass's memory while it runs (a copy of the
+#: frame per expectation, masks, and for text columns hash tables of their values): 512 MB keeps
+#: a pass of 1M rows × 21 churn columns whole; at 10M rows the step peaked at 2.8 GB (the id
+#: column's uniqueness, a pass of its own).
+PASS_BYTES = 512 * 2**20
+
+#: Rows read to estimate each column's memory per row (the first rows of the snapshot).
+_ESTIMATE_ROWS = 10_000
 
 #: Expectations that read the column names only (checked on a frame without rows).
 _NAMES_ONLY = frozenset(
@@ -342,23 +348,50 @@ _NAMES_ONLY = frozenset(
 )
 #: Expectations that read the row count only (every pass holds every row).
 _ROW_COUNT = frozenset({"expect_table_row_count_to_be_between", "expect_table_row_count_to_equal"})
+#: Column map expectations whose verdict on a row depends on that row's value only, and whose
+#: GX result is built from counts (rows, nulls, unexpected) and the first unexpected values: run
+#: on pieces of rows, their results add up exactly (:func:`_merged`). Null checks count over
+#: every row; the others over non-null rows (GX's own rules). Not here, and so always given
+#: whole columns: uniqueness, monotonicity, aggregates (mean, quantiles, unique counts, ...),
+#: and map expectations with their own result rules (regex lists, value lengths between).
+_NULL_CHECKS = frozenset({"expect_column_values_to_not_be_null", "expect_column_values_to_be_null"})
+_ROW_LOCAL = _NULL_CHECKS | frozenset(
+    {
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_not_be_in_set",
+        "expect_column_values_to_match_regex",
+        "expect_column_values_to_not_match_regex",
+        "expect_column_values_to_match_like_pattern",
+        "expect_column_values_to_not_match_like_pattern",
+        "expect_column_values_to_match_strftime_format",
+        "expect_column_values_to_be_dateutil_parseable",
+        "expect_column_values_to_be_json_parseable",
+        "expect_column_value_lengths_to_equal",
+    }
+)
 #: The arguments by which an expectation names the columns it reads.
 _COLUMN_ARGUMENTS = ("column", "column_A", "column_B", "column_list")
+#: How many unexpected values (and their row positions) a result keeps: GX's SUMMARY default.
+_PARTIAL = 20
 
 
 @dataclass(frozen=True)
 class ValidationPass:
-    """One Great Expectations run over part of a snapshot: whole columns, every row.
+    """One Great Expectations run over part of a snapshot.
 
     Attributes:
         expectations: Positions of its expectations in the suite.
         columns: The columns it reads (None: every column).
         names_only: Read no rows: its expectations check the column names only.
+        piece_rows: Run on pieces of this many rows and add the results up (row-local
+            expectations only); None: every row at once.
     """
 
     expectations: tuple[int, ...]
     columns: tuple[str, ...] | None
     names_only: bool = False
+    piece_rows: int | None = None
 
 
 def _columns_read(expectation: dict[str, Any]) -> tuple[str, ...] | None:
@@ -375,30 +408,44 @@ def _columns_read(expectation: dict[str, Any]) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(named)) or None
 
 
-def plan_passes(
-    expectations: list[dict[str, Any]], columns: list[str], rows: int, cells: int = PASS_CELLS
-) -> list[ValidationPass]:
-    """How to validate a snapshot in passes that each hold at most ``cells`` cells (pure).
+def _row_local(expectation: dict[str, Any]) -> bool:
+    kwargs = expectation.get("kwargs", {})
+    return expectation.get("type") in _ROW_LOCAL and isinstance(kwargs.get("column"), str)
 
-    Every expectation sees every row of every column it reads, so its result is the one a
-    whole-frame validation gives: uniqueness, means, quantiles and other whole-column
-    statistics included. Expectations of the column names run on a frame without rows; row
-    counts ride along with the first pass; an expectation that may read any column (a
-    ``row_condition``, or a kind naming no column) makes the whole suite one pass.
+
+def plan_passes(
+    expectations: list[dict[str, Any]],
+    row_bytes: dict[str, float],
+    rows: int,
+    budget: int = PASS_BYTES,
+) -> list[ValidationPass]:
+    """How to validate a snapshot in passes that each hold at most ``budget`` bytes (pure).
+
+    Every expectation gets the result a whole-frame validation gives. Row-local expectations
+    (``_ROW_LOCAL``: not null, between, in set, regex, ...) run together on pieces of rows of
+    the columns they read, and their per-piece results are added up exactly. Every other
+    expectation (uniqueness, means, quantiles and other whole-column statistics, column pairs)
+    sees every row of every column it reads: such columns are packed into passes within the
+    budget, a column larger than the budget alone. Expectations of the column names run on a
+    frame without rows; row counts ride along with the first whole-column pass. An
+    expectation that may read any column (a ``row_condition``, or a kind naming no column)
+    makes the whole suite one pass.
 
     Args:
         expectations: The suite's expectations.
-        columns: The snapshot's columns.
+        row_bytes: The snapshot's columns, in order, with their memory per row in pandas
+            (:meth:`trainyard.data.snapshots.SnapshotFile.row_bytes`).
         rows: Its row count.
-        cells: The most rows × columns a pass may hold (a single column may exceed it).
+        budget: The most bytes a pass may hold (a single column may exceed it).
 
     Returns:
-        The passes; one pass of every column when the snapshot fits in ``cells``.
+        The passes; one pass of every column when the snapshot fits in ``budget``.
     """
     everything = ValidationPass(tuple(range(len(expectations))), None)
-    if rows * len(columns) <= cells:
+    columns = list(row_bytes)
+    if rows * sum(row_bytes.values()) <= budget:
         return [everything]
-    names_only, row_counts, by_columns = [], [], {}
+    names_only, row_counts, local, by_columns = [], [], [], {}
     for index, expectation in enumerate(expectations):
         read = _columns_read(expectation)
         if expectation.get("type") in _NAMES_ONLY:
@@ -412,12 +459,17 @@ def plan_passes(
             return [everything]
         elif not read:
             row_counts.append(index)
+        elif _row_local(expectation):
+            local.append(index)
         else:
             by_columns.setdefault(read, []).append(index)
-    per_pass = max(1, cells // max(rows, 1))
+
+    def size(names: list[str]) -> float:  # bytes of whole columns (unknown names: nothing)
+        return rows * sum(row_bytes.get(c, 0.0) for c in names)
+
     packed: list[tuple[list[str], list[int]]] = []
     for read, indexes in by_columns.items():
-        if packed and len(set(packed[-1][0]) | set(read)) <= per_pass:
+        if packed and size(list(set(packed[-1][0]) | set(read))) <= budget:
             packed[-1][0].extend(c for c in read if c not in packed[-1][0])
             packed[-1][1].extend(indexes)
         else:
@@ -425,9 +477,14 @@ def plan_passes(
     if row_counts:
         if packed:
             packed[0][1].extend(row_counts)
-        else:
-            packed.append((columns[:1], row_counts))
+        else:  # every row of the smallest column
+            packed.append(([min(columns, key=lambda c: row_bytes[c])], row_counts))
     passes = [ValidationPass(tuple(sorted(i)), tuple(c)) for c, i in packed]
+    if local:
+        read = list(dict.fromkeys(expectations[i]["kwargs"]["column"] for i in local))
+        per_row = sum(row_bytes.get(c, 0.0) for c in read)
+        piece = max(1, int(budget // per_row)) if per_row else rows
+        passes.append(ValidationPass(tuple(local), tuple(read), piece_rows=min(piece, rows)))
     if names_only:
         passes.append(ValidationPass(tuple(names_only), None, names_only=True))
     return passes
@@ -447,55 +504,129 @@ def run_suite(
         The full result as JSON, the failed critical expectations, the failed others.
     """
     whole = ValidationPass(tuple(range(len(suite_document["expectations"]))), None)
-    return _run_passes(suite_document, [(whole, lambda: frame)], docs_dir)
+    return _run_passes(suite_document, [(whole, iter([frame]))], docs_dir)
 
 
 def run_suite_on_snapshot(
     snapshot: SnapshotFile,
     suite_document: dict[str, Any],
     docs_dir: Path | None = None,
-    cells: int = PASS_CELLS,
+    budget: int = PASS_BYTES,
 ) -> tuple[dict[str, Any], list[ExpectationOutcome], list[ExpectationOutcome]]:
-    """Run a suite on a snapshot file, reading only the columns of one pass at a time.
+    """Run a suite on a snapshot file, reading only one pass's columns (or rows) at a time.
 
-    The passes (:func:`plan_passes`) give every expectation whole columns, so the verdicts are
-    those of a whole-frame run; memory holds one pass's columns.
+    The passes (:func:`plan_passes`) give each expectation the result of a whole-frame run;
+    memory holds one pass's columns, or one piece of rows of them.
 
     Args:
         snapshot: The downloaded snapshot.
         suite_document: Suite JSON (``name`` and ``expectations``).
         docs_dir: If given, a GX file project is created there and Data Docs are built.
-        cells: The most rows × columns a pass may hold.
+        budget: The most bytes (pandas memory) a pass may hold.
 
     Returns:
         As :func:`run_suite`; the JSON's ``meta.passes`` lists the passes when there are several.
     """
-    passes = plan_passes(suite_document["expectations"], snapshot.columns, snapshot.rows, cells)
+    row_bytes = snapshot.row_bytes(_ESTIMATE_ROWS)
+    passes = plan_passes(suite_document["expectations"], row_bytes, snapshot.rows, budget)
 
-    def reader(part: ValidationPass) -> Callable[[], pd.DataFrame]:
+    def frames(part: ValidationPass) -> Iterator[pd.DataFrame]:
         if part.names_only:
-            return snapshot.header
-        return lambda: snapshot.read(None if part.columns is None else list(part.columns))
+            yield snapshot.header()
+        elif part.piece_rows is not None and set(part.columns or ()) & set(snapshot.columns):
+            yield from snapshot.batches(list(part.columns or ()), part.piece_rows)
+        else:
+            yield snapshot.read(None if part.columns is None else list(part.columns))
 
-    return _run_passes(suite_document, [(part, reader(part)) for part in passes], docs_dir)
+    return _run_passes(suite_document, [(part, frames(part)) for part in passes], docs_dir)
+
+
+def _raised(result: Any) -> bool:
+    """Whether GX caught an exception computing an expectation (e.g. its column is missing)."""
+    info = result.exception_info or {}
+    if "raised_exception" in info:
+        return bool(info["raised_exception"])
+    return any(isinstance(v, dict) and v.get("raised_exception") for v in info.values())
+
+
+def _merged(pieces: list[Any]) -> Any:
+    """One row-local expectation's results on consecutive pieces of rows, added up into the
+    result GX gives on all the rows at once (same counts, percentages, verdict under
+    ``mostly``, and first unexpected values with their row positions).
+
+    Args:
+        pieces: GX ``ExpectationValidationResult``s (SUMMARY format), in row order.
+
+    Returns:
+        One ``ExpectationValidationResult``; a piece where GX raised (e.g. a missing column)
+        is returned as is, as the whole-frame run would have raised too.
+    """
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationValidationResult,
+    )
+    from great_expectations.expectations.expectation import (
+        _format_map_output,
+        _mostly_success,
+        parse_result_format,
+    )
+
+    if len(pieces) == 1:
+        return pieces[0]
+    for piece in pieces:
+        if _raised(piece):
+            return piece
+    config = pieces[0].expectation_config
+    parts = [piece.result for piece in pieces]
+    element = sum(part["element_count"] for part in parts)
+    unexpected = sum(part["unexpected_count"] for part in parts)
+    values = [v for part in parts for v in part.get("partial_unexpected_list", [])]
+    index_lists = [part.get("partial_unexpected_index_list") for part in parts]
+    indexes = None
+    if any(found is not None for found in index_lists):
+        indexes = [i for found in index_lists for i in found or []][:_PARTIAL]
+    mostly = config.kwargs.get("mostly", 1.0)
+    if config.type in _NULL_CHECKS:  # GX: the share of all rows, missing ones not counted apart
+        nonnull = None
+        success = element == 0 or (element - unexpected) / element >= mostly
+    else:
+        nonnull = element - sum(part["missing_count"] for part in parts)
+        success = element == 0 or nonnull == 0 or _mostly_success(nonnull, unexpected, mostly)
+    formatted = _format_map_output(
+        result_format=parse_result_format({"result_format": "SUMMARY"}),
+        success=success,
+        element_count=element,
+        nonnull_count=nonnull,
+        unexpected_count=unexpected,
+        unexpected_list=values[:_PARTIAL],
+        unexpected_index_list=indexes,
+    )
+    return ExpectationValidationResult(
+        success=success,
+        expectation_config=config,
+        result=formatted["result"],
+        meta=pieces[0].meta,
+        exception_info=pieces[0].exception_info,
+    )
 
 
 def _run_passes(
     suite_document: dict[str, Any],
-    passes: list[tuple[ValidationPass, Callable[[], pd.DataFrame]]],
+    passes: list[tuple[ValidationPass, Iterator[pd.DataFrame]]],
     docs_dir: Path | None,
 ) -> tuple[dict[str, Any], list[ExpectationOutcome], list[ExpectationOutcome]]:
-    """Run each pass's expectations on its frame (read just before, dropped just after) with
-    Great Expectations (imported here, not at module level).
+    """Run each pass's expectations on its frames (each read just before, dropped just after)
+    with Great Expectations (imported here, not at module level).
 
     Returns:
-        As :func:`run_suite`, failures in the suite's order; with one pass the JSON is GX's
-        own, with several it is combined (:func:`_combined`, results in the suite's order).
+        As :func:`run_suite`, failures in the suite's order; with one pass on one frame the
+        JSON is GX's own, otherwise it is combined (:func:`_combined`, suite order). Data Docs
+        are built once, from the combined result.
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.validator.v1_validator import Validator
 
     if docs_dir is None:
         context = gx.get_context(mode="ephemeral")
@@ -507,10 +638,13 @@ def _run_passes(
         .add_dataframe_asset("snapshot")
         .add_batch_definition_whole_dataframe("whole")
     )
+    # The data source's engine keeps every batch it was given: emptied after each frame, so
+    # memory holds one frame, not all the pieces and passes seen so far.
+    batches = context.data_sources.get("snapshot").get_execution_engine().batch_manager
     expectations = suite_document["expectations"]
-    results: dict[int, Any] = {}
+    pieces: dict[int, list[Any]] = {}
     documents = []
-    for number, (part, read) in enumerate(passes, start=1):
+    for number, (part, frames) in enumerate(passes, start=1):
         name = suite_document["name"]
         if len(passes) > 1:
             name = f"{name}.pass{number}of{len(passes)}"
@@ -523,63 +657,93 @@ def _run_passes(
                 f"{len(suite.expectations)} of {len(chosen)} expectations; "
                 "run `trainyard specs` to see which are invalid"
             )
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=name, data=batch, suite=suite)
-        )
-        actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs_dir else []
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(
-                name=name,
-                validation_definitions=[definition],
-                actions=actions,
-                result_format={"result_format": "SUMMARY"},
-            )
-        )
-        run = checkpoint.run(batch_parameters={"dataframe": read()})
-        (result,) = run.run_results.values()
         # GX orders results its own way: match them to the suite's expectations by id.
         index_of = dict(zip((e.id for e in suite.expectations), part.expectations, strict=True))
-        results.update((index_of[r.expectation_config.id], r) for r in result.results)
-        documents.append(result.to_json_dict())
-    ordered = [results[i] for i in range(len(expectations))]
+        for frame in frames:
+            result = Validator(
+                batch_definition=batch,
+                batch_parameters={"dataframe": frame},
+                result_format={"result_format": "SUMMARY"},
+            ).validate_expectation_suite(suite)
+            del frame
+            batches.reset_batch_cache()
+            batches.batch_data_cache.clear()
+            for one in result.results:
+                pieces.setdefault(index_of[one.expectation_config.id], []).append(one)
+            documents.append(result)
+    ordered = [_merged(pieces[i]) for i in range(len(expectations))]
     failed = [_outcome(r) for r in ordered if not r.success]
     critical = [f for f in failed if f.severity == "critical"]
     others = [f for f in failed if f.severity != "critical"]
     if len(documents) == 1:
-        return _json_safe(documents[0]), critical, others
-    return _json_safe(_combined(documents[0], ordered, passes)), critical, others
+        (combined,) = documents
+    else:
+        combined = _combined(documents[0], suite_document["name"], ordered, passes)
+    if docs_dir is not None:
+        _build_data_docs(context, combined)
+    return _json_safe(combined.to_json_dict()), critical, others
 
 
 def _combined(
-    first: dict[str, Any],
+    first: Any,
+    suite_name: str,
     results: list[Any],
-    passes: list[tuple[ValidationPass, Callable[[], pd.DataFrame]]],
-) -> dict[str, Any]:
-    """One result document for a suite validated in several passes, results in suite order."""
+    passes: list[tuple[ValidationPass, Iterator[pd.DataFrame]]],
+) -> Any:
+    """One GX suite result for a suite validated in several passes, results in suite order."""
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+    )
+
     passed = sum(bool(r.success) for r in results)
-    return {
-        **first,
-        "success": passed == len(results),
-        "suite_name": first["suite_name"].rsplit(".pass", 1)[0],
-        "results": [r.to_json_dict() for r in results],
-        "statistics": {
+    return ExpectationSuiteValidationResult(
+        success=passed == len(results),
+        results=results,
+        suite_name=suite_name,
+        statistics={
             "evaluated_expectations": len(results),
             "successful_expectations": passed,
             "unsuccessful_expectations": len(results) - passed,
             "success_percent": 100.0 * passed / len(results) if results else None,
         },
-        "meta": {
-            **first.get("meta", {}),
+        meta={
+            **first.meta,
             "passes": [
                 {
                     "expectations": list(part.expectations),
                     "columns": "all" if part.columns is None else list(part.columns),
-                    "rows": "none" if part.names_only else "all",
+                    "rows": (
+                        "none"
+                        if part.names_only
+                        else "all"
+                        if part.piece_rows is None
+                        else f"pieces of {part.piece_rows}"
+                    ),
                 }
                 for part, _ in passes
             ],
         },
-    }
+        batch_id=first.batch_id,
+    )
+
+
+def _build_data_docs(context: Any, result: Any) -> None:
+    """Store the (combined) suite result in the GX project and render its Data Docs page."""
+    from datetime import UTC, datetime
+
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    key = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=result.suite_name),
+        run_id=RunIdentifier(run_name="trainyard", run_time=datetime.now(UTC)),
+        batch_identifier="snapshot",
+    )
+    context.validation_results_store.set(key, result)
+    context.build_data_docs(resource_identifiers=[key])
 
 
 def result_prefix(settings: Settings, pipeline: str, snapshot_sha: str, suite_sha: str) -> str:
@@ -635,10 +799,9 @@ def validate_snapshot(
         data_docs_uri = None
         if site.is_dir():
             storage.upload_directory(settings, site, f"{prefix}/data_docs")
-            pages = sorted((site / "validations").rglob("*.html"))
-            # One page per pass: with several, the site's index lists them all.
-            page = pages[0].relative_to(site).as_posix() if len(pages) == 1 else "index.html"
-            data_docs_uri = f"{prefix}/data_docs/{page}"
+            # One page: passes and pieces are combined into one result before rendering.
+            (page,) = (site / "validations").rglob("*.html")
+            data_docs_uri = f"{prefix}/data_docs/{page.relative_to(site).as_posix()}"
     result_uri = f"{prefix}/result.json"
     storage.put_bytes(
         settings, result_uri, json.dumps(result, indent=1).encode(), "application/json"

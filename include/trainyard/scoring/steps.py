@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from trainyard.core.settings import Settings
     from trainyard.core.spec import PipelineSpec
-    from trainyard.data.snapshots import SnapshotRef
+    from trainyard.data.snapshots import SnapshotFile, SnapshotRef
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +124,18 @@ def scoring_days(
     return TrainingWindow.ending(end, scoring.days if days is None else days, run_day).days()
 
 
+def needed_features(spec: PipelineSpec, model: Any) -> list[str]:
+    """The columns the champion was fitted on (its ``feature_names_in_``), which may differ
+    from today's spec if the spec changed after it was trained (pure)."""
+    return [str(c) for c in getattr(model, "feature_names_in_", spec.schema_.features)]
+
+
 def feature_problem(spec: PipelineSpec, model: Any, frame: pd.DataFrame) -> str | None:
     """Why the champion cannot score these rows, or None (pure).
 
-    The champion needs the columns it was fitted on (its ``feature_names_in_``), which may
-    differ from today's spec if the spec changed after it was trained.
+    Only the frame's columns are looked at: a snapshot's empty header will do.
     """
-    needed = [str(c) for c in getattr(model, "feature_names_in_", spec.schema_.features)]
-    missing = [c for c in needed if c not in frame.columns]
+    missing = [c for c in needed_features(spec, model) if c not in frame.columns]
     if missing:
         return f"the batch lacks feature column(s) {missing} the champion needs"
     return None
@@ -166,7 +170,7 @@ def predict(
     from trainyard.data.predictions import prediction_frame
 
     schema = spec.schema_
-    needed = [str(c) for c in getattr(model, "feature_names_in_", schema.features)]
+    needed = needed_features(spec, model)
     numeric = [c for c in schema.numeric_features if c in needed]
     # As in training: numeric features as float (the model imputes missing values).
     features = frame[needed].astype(dict.fromkeys(numeric, "float64"))
@@ -259,7 +263,7 @@ def score_day(
     """
     from trainyard.core import storage
     from trainyard.data import predictions
-    from trainyard.data.snapshots import load_snapshot
+    from trainyard.data.snapshots import open_snapshot
 
     day = snapshot.window_end
     uri = predictions.batch_uri(settings, spec.name, day, champion.version)
@@ -268,21 +272,18 @@ def score_day(
     if storage.exists(settings, uri):
         log.info("%s: %s exists; not rewritten", day, uri)
     else:
-        frame = load_snapshot(settings, snapshot.uri, snapshot.sha256)
-        problem = feature_problem(spec, model, frame)
-        if problem:
-            raise ScoringInputError(
-                f"cannot score {spec.name} {day} with {champion.model_name} v{champion.version}: "
-                f"{problem}"
-            )
-        with tempfile.TemporaryDirectory(prefix="trainyard-scores-") as directory:
+        with (
+            open_snapshot(settings, snapshot.uri, snapshot.sha256) as file,
+            tempfile.TemporaryDirectory(prefix="trainyard-scores-") as directory,
+        ):
+            problem = feature_problem(spec, model, file.header())
+            if problem:
+                raise ScoringInputError(
+                    f"cannot score {spec.name} {day} with {champion.model_name} "
+                    f"v{champion.version}: {problem}"
+                )
             path = Path(directory) / "predictions.parquet"
-            pieces = (frame.iloc[i : i + PREDICT_ROWS] for i in range(0, len(frame), PREDICT_ROWS))
-            rows = write_predictions(
-                path,
-                (predict(spec, model, piece, champion, run_id, scored_at) for piece in pieces),
-            )
-            del frame
+            rows = score_file(spec, model, file, champion, run_id, scored_at, path)
             storage.put_file(settings, uri, path, "application/vnd.apache.parquet")
         written = True
     manifest = predictions.read_manifest(settings, spec.name, day)
@@ -305,6 +306,41 @@ def score_day(
 #: Rows predicted at once: the model's intermediate arrays (imputed, scaled, one-hot encoded
 #: features; probabilities) stay this size, whatever the batch's.
 PREDICT_ROWS = 262_144
+
+
+def score_file(
+    spec: PipelineSpec,
+    model: Any,
+    snapshot: SnapshotFile,
+    champion: ChampionRef,
+    run_id: str,
+    scored_at: datetime,
+    path: Path,
+    rows: int = PREDICT_ROWS,
+) -> int:
+    """Score a downloaded snapshot into a local Parquet file, piece by piece.
+
+    Only the id column and the features the champion needs are read, ``rows`` rows at a time:
+    memory holds one piece of those columns and its predictions, not the whole batch.
+
+    Args:
+        spec: Features and the id column.
+        model: The champion's fitted pipeline.
+        snapshot: The day's snapshot file.
+        champion: Which version this is.
+        run_id: The scoring run.
+        scored_at: When (one timestamp for the run).
+        path: The Parquet file to write.
+        rows: Rows per piece.
+
+    Returns:
+        The number of rows written.
+    """
+    columns = [spec.schema_.id_column, *needed_features(spec, model)]
+    pieces = snapshot.batches(columns, rows=rows)
+    return write_predictions(
+        path, (predict(spec, model, piece, champion, run_id, scored_at) for piece in pieces)
+    )
 
 
 def write_predictions(path: Path, pieces: Iterable[pd.DataFrame]) -> int:
