@@ -1,11 +1,12 @@
 """Dynamic batching: requests waiting for the same model are predicted together.
 
 Most of a one-row prediction is fixed cost (scikit-learn's input checks, a Python call per
-tree): predicting 50 waiting rows at once costs about as much as predicting one. So predictions run in at most ``workers`` threads; a request that finds a
-thread free is predicted at once, alone (no added wait: at low rates nothing changes), and
-requests that arrive while every thread is busy queue; when a thread frees up, it takes every
-waiting request of the oldest one's model (up to ``max_rows`` rows, and at least one request)
-and predicts them in one call. Each request gets back exactly its own rows' answers.
+tree): predicting 50 waiting rows at once costs about as much as predicting one. So predictions
+run in at most ``workers`` threads; a request that finds a thread free is predicted at once,
+alone (no added wait: at low rates nothing changes), and requests that arrive while every
+thread is busy queue; when a thread frees up, it takes every waiting request of the oldest
+one's model (up to ``max_rows`` rows, and at least one request) and predicts them in one call.
+Each request gets back exactly its own rows' answers.
 
 Every request is still checked on its own before it queues (signature, 422), and logged on its
 own after. If a joined prediction fails, each of its requests is predicted again alone, so one
