@@ -344,7 +344,11 @@ def main() -> int:
         wait_ok(f"http://127.0.0.1:{mlflow_port}/ping")
         if args.mlflow_one_thread:
             wait_ok(f"http://127.0.0.1:{mlflow_one_port}/ping")
-        print("servers ready", flush=True)
+        import httpx
+
+        # Whether our model runs compiled (trainyard.serving.compiled): part of what is measured.
+        ours_models = httpx.get(f"http://127.0.0.1:{ours_port}/models", timeout=10).json()
+        print(f"servers ready; ours serves {ours_models['models']}", flush=True)
 
         load = {
             "ours": run_load(
@@ -403,6 +407,7 @@ def main() -> int:
         "ratio_ours_to_mlflow": ratios,
         "p95_goal_met": top.get("p95_ms", float("inf")) <= 20 and not top.get("errors"),
         "alias_move_to_served_s": follow,
+        "ours_models": ours_models["models"],
         "cpus": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
         "settings": vars(args),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from trainyard.core.settings import ServingSettings
 from trainyard.serving.models import ServedModel, features_frame, transform_steps
-from trainyard.serving.schema import Column, RequestError, parse_request
+from trainyard.serving.schema import Column, ParsedRequest, RequestError, parse_request
 from trainyard.serving.webhooks import champion_moved, signature, verify
 
 COLUMNS = (
@@ -35,13 +36,21 @@ def test_records_and_mlflow_shapes_parse_alike() -> None:
     ours = parse_request(_body({"records": records}), COLUMNS, id_column="id")
     theirs = parse_request(_body(split), COLUMNS, id_column="id")
     mlflow_records = parse_request(_body({"dataframe_records": records}), COLUMNS, "id")
-    assert ours.records == [
-        {"tenure": 3, "plan": "a", "calls": 1},
-        {"tenure": 1.5, "plan": None, "calls": None},
-    ]
-    assert ours.ids == ["c1", None]
-    assert theirs.records == ours.records == mlflow_records.records
-    assert theirs.ids == ours.ids
+    assert _plain(ours) == {"tenure": [3.0, 1.5], "plan": ["a", None], "calls": [1, None]}
+    assert ours.columns["tenure"].dtype == np.float64  # numbers as training had them
+    assert ours.ids == ["c1", None] and ours.rows == 2
+    assert _plain(theirs) == _plain(ours) == _plain(mlflow_records)
+    assert theirs.ids == ours.ids == mlflow_records.ids
+
+
+def _plain(parsed: ParsedRequest) -> dict[str, list]:
+    """Parsed columns as lists (NaN, a number column's null, as None) for comparisons."""
+    return {
+        name: [None if value != value else value for value in np.asarray(values).tolist()]
+        if isinstance(values, np.ndarray)
+        else values
+        for name, values in parsed.columns.items()
+    }
 
 
 @pytest.mark.parametrize(
@@ -87,6 +96,88 @@ def test_long_values_are_cut_in_the_message() -> None:
     assert len(str(error.value)) < 120
 
 
+def _walked(records: list, columns: tuple[Column, ...]) -> str | None:
+    """The first problem in ``records`` as a record-by-record, field-by-field walk meets it
+    (what the column-wise checks must report), or None when every record fits."""
+
+    def fits(kind: str, value: object) -> bool:
+        if value is None:
+            return True
+        if kind == "number":
+            try:
+                return type(value) in (int, float) and math.isfinite(value)
+            except OverflowError:
+                return False
+        return type(value) is {"integer": int, "string": str, "boolean": bool}[kind]
+
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            return f"records[{index}]: expected an object of column values"
+        for column in columns:
+            if column.name not in record:
+                if column.required:
+                    return f"records[{index}]: missing field {column.name!r}"
+            elif not fits(column.kind, record[column.name]):
+                return f"records[{index}].{column.name}: expected"
+    return None
+
+
+def test_column_checks_report_what_a_record_walk_meets_first() -> None:
+    """Random bodies (seeded): the problem named is the first one in record order, then the
+    model's column order, whichever column it is in; bodies without one parse to their values."""
+    import random
+
+    generator = random.Random(7)
+    pool = [1, 2.5, -0.0, None, "x", "", True, False, float("nan"), float("inf"), 10**400, [1]]
+    for _ in range(600):
+        records: list = []
+        for _ in range(generator.randint(1, 5)):
+            if generator.random() < 0.05:
+                records.append(generator.choice([3, "r", None, []]))
+                continue
+            record = {}
+            for column in COLUMNS:
+                if generator.random() < 0.9:
+                    # Mostly fitting values, so that problems are sparse and land anywhere.
+                    fitting = {"number": [4, 0.5], "string": ["a"], "integer": [2]}[column.kind]
+                    values = fitting if generator.random() < 0.8 else pool
+                    record[column.name] = generator.choice(values)
+            records.append(record)
+        expected = _walked(records, COLUMNS)
+        body = json.dumps({"records": records}).encode()  # NaN / Infinity as Python writes them
+        if expected is None:
+            parsed = parse_request(body, COLUMNS)
+            assert _plain(parsed)["plan"] == [record.get("plan") for record in records]
+            assert _plain(parsed)["calls"] == [record.get("calls") for record in records]
+            assert _plain(parsed)["tenure"] == [
+                None if record["tenure"] is None else float(record["tenure"]) for record in records
+            ]
+            continue
+        with pytest.raises(RequestError) as error:
+            parse_request(body, COLUMNS)
+        assert str(error.value).startswith(expected), (records, str(error.value))
+
+
+def test_a_large_split_names_the_row_of_its_one_bad_value() -> None:
+    data = [[float(row), "a", row] for row in range(1000)]
+    assert parse_request(
+        _body({"dataframe_split": {"columns": ["tenure", "plan", "calls"], "data": data}}), COLUMNS
+    ).columns["tenure"].tolist() == [float(row) for row in range(1000)]
+    data[637][1] = 5
+    data[901][0] = "9"
+    split = {"columns": ["tenure", "plan", "calls"], "data": data}
+    with pytest.raises(
+        RequestError, match=r"^dataframe_split\[637\]\.plan: expected a string, got 5$"
+    ):
+        parse_request(_body({"dataframe_split": split}), COLUMNS)
+    with pytest.raises(RequestError, match=r"^dataframe_split\[0\]: missing field 'plan'$"):
+        parse_request(_body({"dataframe_split": {"columns": ["tenure"], "data": [[1]]}}), COLUMNS)
+    for literal in (b"NaN", b"Infinity", b"1" + b"0" * 400):
+        body = b'{"records": [{"tenure": %s, "plan": "a"}]}' % literal
+        with pytest.raises(RequestError, match=r"^records\[0\]\.tenure: expected a finite number"):
+            parse_request(body, COLUMNS)
+
+
 def test_webhook_signature_follows_mlflow() -> None:
     from mlflow.webhooks.delivery import _generate_hmac_signature
 
@@ -125,11 +216,11 @@ def test_log_rows_follow_the_prediction_layout() -> None:
     at = datetime(2026, 11, 20, 12, tzinfo=UTC)
     served = [
         Served(
-            "churn", "churn", "3", at, ["a", "b"], [{"x": 1.0}, {"x": None}],
+            "churn", "churn", "3", at, ["a", "b"], {"x": np.array([1.0, np.nan])},
             np.array([1, 0]), np.array([[0.2, 0.8], [0.9, 0.1]]), (0, 1),
         ),
         Served(
-            "churn", "churn", "4", at, ["c"], [{"x": 2.5}],
+            "churn", "churn", "4", at, ["c"], {"x": np.array([2.5])},
             np.array([1]), np.array([[0.4, 0.6]]), (0, 1),
         ),
     ]  # fmt: skip
@@ -183,34 +274,146 @@ def _served(model: object, columns: tuple[Column, ...]) -> ServedModel:
     )
 
 
-def test_a_pipeline_is_transformed_once_and_answers_as_itself() -> None:
+def _churn_model(pandas_output: bool = False, **changes: object) -> tuple[object, object]:
+    """A churn pipeline fitted on generated rows (``changes``: ``build_pipeline`` steps to set;
+    ``pandas_output``: its transform gives a frame) and its spec."""
     from pathlib import Path
 
-    from mlflow.models import infer_signature
-
-    from tests.support import churn_rows, feature_records
+    from tests.support import churn_rows
     from trainyard.core.spec import load_spec
-    from trainyard.serving.schema import columns_from_signature
-    from trainyard.training.steps import fit
+    from trainyard.training import modeling
 
     spec = load_spec(Path(__file__).parents[2] / "include" / "pipelines" / "churn.yaml")
     spec = spec.model_copy(update={"model": spec.model.model_copy(update={"params": {}})})
-    model = fit(spec, churn_rows(400)).model
-    rows = churn_rows(30, date(2026, 4, 2))
+    model = modeling.build_pipeline(spec)
+    model.set_params(**changes)
+    if pandas_output:
+        model[:-1].set_output(transform="pandas")
+    rows = churn_rows(400)
+    model.fit(rows[list(spec.schema_.features)], rows[spec.schema_.target])
+    return model, spec
+
+
+def _churn_request(spec: object, day: date = date(2026, 4, 2)) -> tuple[object, list[dict]]:
+    """30 generated rows as records, with nulls in every column and never-seen categories, and
+    the same rows as the frame scikit-learn would get (NaN and None where the records say null)."""
+    from tests.support import churn_rows, feature_records
+
+    rows = churn_rows(30, day)
     records = feature_records(rows)
-    records[0]["tenure_months"] = None  # imputed, as the pipeline does for a NaN
-    features = rows[list(spec.schema_.features)].copy()
-    features.loc[0, "tenure_months"] = np.nan
+    records[0] = {name: None for name in records[0]}  # every column imputed
+    records[1]["contract"] = "prepaid"  # never seen in training: all zeros
+    records[2]["region"] = None
+    features = rows[list(spec.schema_.features)].astype(
+        {name: object for name in spec.schema_.categorical_features}
+    )
+    for name in spec.schema_.features:
+        features.loc[0, name] = np.nan if name in spec.schema_.numeric_features else None
+    features.loc[1, "contract"] = "prepaid"
+    features.loc[2, "region"] = None
+    return features, records
+
+
+def test_a_pipeline_is_transformed_once_and_answers_as_itself() -> None:
+    from mlflow.models import infer_signature
+
+    from trainyard.serving.models import with_shortcuts
+    from trainyard.serving.schema import columns_from_signature
+
+    model, spec = _churn_model()
+    features, records = _churn_request(spec)
     columns = columns_from_signature(infer_signature(features).inputs)
     served = _served(model, columns)
+    parsed = parse_request(_body({"records": records}), columns)
 
-    frame = features_frame(served, parse_request(_body({"records": records}), columns).records)
-    predictions, probabilities = served.predict(frame)
+    frame = features_frame(served, parsed.columns)
+    predictions, probabilities = served.predict(parsed.columns)
 
-    assert served.preprocessor is not None
+    assert served.preprocessor is not None and served.compiled is None
     assert frame.dtypes.equals(features.dtypes)
     assert predictions.tolist() == model.predict(features).tolist()
     assert np.array_equal(probabilities, model.predict_proba(features))
+
+    # The compiled transform and the one-pass prediction give the same answers, bit for bit,
+    # on nulls, unseen categories and other rows than the probes they were checked on.
+    fast = with_shortcuts(served, [])
+    assert fast.compiled is not None and fast.one_pass
+    assert np.array_equal(fast.features(parsed.columns), served.features(parsed.columns))
+    fast_predictions, fast_probabilities = fast.predict(parsed.columns)
+    assert fast_predictions.tolist() == predictions.tolist()
+    assert np.array_equal(fast_probabilities, probabilities)
+    assert fast.describe()["compiled"] is True
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"features__numeric__scale": "passthrough"}, None),
+        (
+            {
+                "features__numeric__scale": __import__(
+                    "sklearn.preprocessing"
+                ).preprocessing.MinMaxScaler()
+            },
+            "numeric: a MinMaxScaler step on number columns",
+        ),
+        (
+            {
+                "features__categorical__encode__handle_unknown": "infrequent_if_exist",
+                "features__categorical__encode__min_frequency": 5,
+            },
+            "categorical: the OneHotEncoder drops, errs on unseen values",
+        ),
+        (
+            {"features__numeric__impute__add_indicator": True},
+            "numeric: the imputer adds indicators",
+        ),
+        ({"features__remainder": "passthrough"}, None),
+    ],
+)
+def test_preprocessing_it_cannot_reproduce_is_left_to_scikit_learn(
+    changes: dict, reason: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mlflow.models import infer_signature
+
+    from trainyard.serving.compiled import NotCompiled, compile_transform
+    from trainyard.serving.models import with_shortcuts
+    from trainyard.serving.schema import columns_from_signature
+
+    model, spec = _churn_model(**changes)
+    features, records = _churn_request(spec)
+    columns = columns_from_signature(infer_signature(features).inputs)
+    served = _served(model, columns)
+    if reason is None:  # a passthrough step is no step; a passthrough remainder has no columns
+        assert compile_transform(served.preprocessor, columns) is not None
+    else:
+        with pytest.raises(NotCompiled, match=reason):
+            compile_transform(served.preprocessor, columns)
+        with caplog.at_level("INFO", logger="trainyard.serving.models"):
+            served = with_shortcuts(served, [])
+        assert served.compiled is None and reason in caplog.text
+    predictions, probabilities = served.predict(
+        parse_request(_body({"records": records}), columns).columns
+    )
+    assert predictions.tolist() == model.predict(features).tolist()
+    assert np.array_equal(probabilities, model.predict_proba(features))
+
+
+def test_a_compiled_transform_that_differs_is_not_used(caplog: pytest.LogCaptureFixture) -> None:
+    """Pandas output: the ColumnTransformer's shape is recognised, but its output is a frame,
+    not the compiled array, so the comparison on the probes refuses it."""
+    from mlflow.models import infer_signature
+
+    from trainyard.serving.models import with_shortcuts
+    from trainyard.serving.schema import columns_from_signature
+
+    model, spec = _churn_model(pandas_output=True)
+    features, _ = _churn_request(spec)
+    served = _served(model, columns_from_signature(infer_signature(features).inputs))
+    with caplog.at_level("WARNING", logger="trainyard.serving.models"):
+        served = with_shortcuts(served, [])
+    assert served.compiled is None
+    assert "the compiled transform differs" in caplog.text
 
 
 def test_a_bare_estimator_predicts_without_a_transform() -> None:
@@ -223,9 +426,10 @@ def test_a_bare_estimator_predicts_without_a_transform() -> None:
     training = pd.DataFrame({"x": [0.0, 1.0, 2.0], "n": [1, 0, 3], "flag": [False, True, True]})
     model = LinearRegression().fit(training, [0, 1, 5])
     served = _served(model, columns)
+    parsed = parse_request(_body({"records": records}), columns)
 
-    frame = features_frame(served, records)
-    predictions, probabilities = served.predict(frame)
+    frame = features_frame(served, parsed.columns)
+    predictions, probabilities = served.predict(parsed.columns)
 
     assert served.preprocessor is None
     assert probabilities is None
@@ -299,18 +503,19 @@ def test_waiting_requests_are_predicted_together_and_each_gets_its_own_rows() ->
     class Counted(ServedModel):
         calls: ClassVar[list[int]] = []
 
-        def predict_records(self, records: list[dict]) -> tuple:
-            self.calls.append(len(records))
-            return super().predict_records(records)
+        def predict(self, data: dict) -> tuple:
+            self.calls.append(len(data["x"]))
+            return super().predict(data)
 
     training = pd.DataFrame({"x": np.linspace(-3, 3, 40)})
     model = LogisticRegression().fit(training, (training["x"] > 0).astype(int))
     served = Counted(**{**_served(model, (Column("x", "number"),)).__dict__})
     requests = [[{"x": float(i) - 10}] if i % 3 else [{"x": 0.5}, {"x": -2.0}] for i in range(21)]
+    parsed = [parse_request(_body({"records": rows}), served.columns) for rows in requests]
 
     async def send_all(batcher: MicroBatcher) -> list:
         try:
-            return await asyncio.gather(*(batcher.predict(served, rows) for rows in requests))
+            return await asyncio.gather(*(batcher.predict(served, each) for each in parsed))
         finally:
             batcher.shutdown()
 
@@ -335,14 +540,17 @@ def test_a_failing_request_in_a_joined_prediction_fails_alone() -> None:
 
     training = pd.DataFrame({"x": [0.0, 1.0, 2.0]})
     served = _served(LinearRegression().fit(training, [0, 1, 2]), (Column("x", "number"),))
-    # Records skip the request check here, so a text value reaches the model and fails it.
-    requests = [[{"x": 1.0}], [{"x": 2.0}], [{"x": "not a number"}], [{"x": 0.0}]]
+    # Built here, not parsed: the request check would refuse the text that fails the model.
+    requests = [
+        ParsedRequest({"x": values}, [None])
+        for values in (np.array([1.0]), np.array([2.0]), ["not a number"], np.array([0.0]))
+    ]
 
     async def send_all() -> list:
         batcher = MicroBatcher(workers=1, max_rows=256)
         try:
             return await asyncio.gather(
-                *(batcher.predict(served, rows) for rows in requests), return_exceptions=True
+                *(batcher.predict(served, each) for each in requests), return_exceptions=True
             )
         finally:
             batcher.shutdown()
@@ -351,6 +559,65 @@ def test_a_failing_request_in_a_joined_prediction_fails_alone() -> None:
 
     assert isinstance(answers[2], ValueError)
     assert [round(float(answers[i][0][0]), 6) for i in (0, 1, 3)] == [1.0, 2.0, 0.0]
+
+
+def test_a_large_request_is_predicted_in_parts_at_once_with_the_answers_of_the_whole() -> None:
+    import asyncio
+    from typing import ClassVar
+
+    from mlflow.models import infer_signature
+
+    from tests.support import churn_rows, feature_records
+    from trainyard.serving.batching import PART_MIN_ROWS, MicroBatcher
+    from trainyard.serving.models import with_shortcuts
+    from trainyard.serving.schema import columns_from_signature
+
+    class Counted(ServedModel):
+        calls: ClassVar[list[int]] = []
+
+        def predict(self, data: dict) -> tuple:
+            self.calls.append(len(data["contract"]))
+            return super().predict(data)
+
+    model, spec = _churn_model()
+    features = churn_rows(1000, date(2026, 4, 3))[list(spec.schema_.features)]
+    columns = columns_from_signature(infer_signature(features).inputs)
+    fast = with_shortcuts(_served(model, columns), [])
+    served = Counted(**fast.__dict__)
+    request = parse_request(_body({"records": feature_records(churn_rows(1000))}), columns)
+    small = parse_request(_body({"records": feature_records(churn_rows(PART_MIN_ROWS))}), columns)
+
+    async def send(batcher: MicroBatcher, each: ParsedRequest) -> tuple:
+        try:
+            return await batcher.predict(served, each)
+        finally:
+            batcher.shutdown()
+
+    predictions, probabilities = asyncio.run(send(MicroBatcher(workers=2, max_rows=256), request))
+    asyncio.run(send(MicroBatcher(workers=2, max_rows=256), small))
+
+    assert served.parallel_rows
+    assert Counted.calls == [500, 500, PART_MIN_ROWS]  # too small to cut: one part
+    whole_predictions, whole_probabilities = fast.predict(request.columns)
+    assert predictions.tolist() == whole_predictions.tolist()
+    assert np.array_equal(probabilities, whole_probabilities)
+
+
+def test_a_replaced_model_is_freed_although_frozen_out_of_the_collector() -> None:
+    import gc
+    import weakref
+
+    from trainyard.serving.models import _freeze_long_lived
+
+    model, _ = _churn_model()
+    alive = [weakref.ref(model), weakref.ref(model[-1]), weakref.ref(model[0])]
+    _freeze_long_lived()
+    try:
+        assert gc.get_freeze_count() > 0
+        del model
+        assert [ref() for ref in alive] == [None, None, None]  # by reference counting alone
+    finally:
+        gc.unfreeze()
 
 
 def test_prediction_threads_and_batch_size_are_settings() -> None:
@@ -393,7 +660,7 @@ def test_spilled_rows_come_back_within_the_backlog_bound(tmp_path) -> None:
         first.record(
             Served(
                 "churn", "churn", "1", datetime(2026, 11, 1, tzinfo=UTC),
-                [f"r{index}-{i}" for i in range(rows)], [{"x": 1.0}] * rows,
+                [f"r{index}-{i}" for i in range(rows)], {"x": np.ones(rows)},
                 np.ones(rows), None, None,
             )
         )  # fmt: skip

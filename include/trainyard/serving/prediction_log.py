@@ -57,7 +57,8 @@ class Served:
     model_version: str
     scored_at: datetime
     row_ids: list[str]
-    features: list[dict[str, Any]]
+    #: The checked request columns (:class:`trainyard.serving.schema.ParsedRequest`).
+    features: dict[str, Any]
     predictions: Any
     probabilities: Any | None
     classes: tuple[Any, ...] | None
@@ -105,6 +106,7 @@ def log_frame(served: list[Served], instance_id: str) -> pd.DataFrame:
     import pandas as pd
 
     from trainyard.data.predictions import prediction_frame
+    from trainyard.serving.schema import join_columns
 
     by_version: dict[tuple[str, str, tuple[Any, ...] | None], list[Served]] = {}
     for item in served:
@@ -129,7 +131,7 @@ def log_frame(served: list[Served], instance_id: str) -> pd.DataFrame:
                 [item.rows for item in items]
             ),
         )
-        features = pd.DataFrame.from_records([record for item in items for record in item.features])
+        features = pd.DataFrame(join_columns([item.features for item in items]))
         parts.append(
             pd.concat([frame, features.drop(columns=frame.columns, errors="ignore")], axis=1)
         )

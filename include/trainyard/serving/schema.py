@@ -14,6 +14,7 @@ Columns the signature does not name are ignored (the id column among them), as M
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -42,10 +43,45 @@ class Column:
 
 @dataclass(frozen=True)
 class ParsedRequest:
-    """A checked request: the feature values per record and each record's id (or None)."""
+    """A checked request, column by column, and each row's id (or None).
 
-    records: list[dict[str, Any]]
+    ``columns`` maps each of the model's input columns to its values: a float64 array for a
+    number column (``null`` as NaN), a list for any other kind (``null`` as None).
+    """
+
+    columns: dict[str, Any]
     ids: list[str | None]
+
+    @property
+    def rows(self) -> int:
+        return len(self.ids)
+
+
+def join_columns(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The columns of several checked requests of one model, one after the other (pure)."""
+    if len(parts) == 1:
+        return parts[0]
+    import numpy as np
+
+    joined = {}
+    for name, first in parts[0].items():
+        values = [part[name] for part in parts]
+        joined[name] = (
+            np.concatenate(values)
+            if isinstance(first, np.ndarray)
+            else list(itertools.chain.from_iterable(values))
+        )
+    return joined
+
+
+def split_columns(columns: dict[str, Any], parts: int) -> list[dict[str, Any]]:
+    """A checked request's columns cut into ``parts`` runs of rows, in order (pure)."""
+    rows = len(next(iter(columns.values())))
+    bounds = [rows * index // parts for index in range(parts + 1)]
+    return [
+        {name: values[start:end] for name, values in columns.items()}
+        for start, end in itertools.pairwise(bounds)
+    ]
 
 
 def columns_from_signature(input_schema: Any) -> tuple[Column, ...]:
@@ -87,7 +123,12 @@ def _check_value(kind: Kind, value: Any) -> str | None:
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
             return "expected a number"
-        if isinstance(value, float) and not math.isfinite(value):
+        if isinstance(value, int):
+            try:
+                float(value)
+            except OverflowError:
+                return "expected a finite number"
+        elif not math.isfinite(value):
             return "expected a finite number"
         return None
     if kind == "integer":
@@ -99,8 +140,72 @@ def _check_value(kind: Kind, value: Any) -> str | None:
     return None if isinstance(value, bool) else "expected true or false"
 
 
-def _records_of(payload: Any) -> tuple[str, list[Any]]:
-    """The list of records in a decoded body and the name to report them under."""
+#: The exact types of the decoded JSON values that fit each kind without a closer look
+#: (``json`` gives exact ``int``/``float``/``str``/``bool``; ``bool`` is not an ``int`` here).
+_FITTING_TYPES: dict[Kind, frozenset[type]] = {
+    "number": frozenset({int, float, type(None)}),
+    "integer": frozenset({int, type(None)}),
+    "string": frozenset({str, type(None)}),
+    "boolean": frozenset({bool, type(None)}),
+}
+
+#: A field a record does not have (``None`` is a value: JSON ``null``).
+_ABSENT: Any = object()
+
+
+def _check_column(kind: Kind, values: list[Any]) -> tuple[Any, int | None, str | None]:
+    """One column's values checked at once: the column as served, and its first problem.
+
+    The common case costs a few C-level passes (the set of the values' types, one NumPy
+    conversion); only a column that has a problem is walked value by value, to name its row.
+
+    Returns:
+        The values (a float64 array for a number column), the index of the first value that
+        does not fit (or None), and why.
+    """
+    fits = kind == "any" or set(map(type, values)) <= _FITTING_TYPES[kind]
+    if fits and kind != "number":
+        return values, None, None
+    if fits:
+        import numpy as np
+
+        try:
+            array = np.array(values, dtype=np.float64)
+        except OverflowError:  # an integer beyond float: walked below
+            array = None
+        else:
+            # ``null`` is NaN here, and allowed; a NaN or infinity the body spelled is not.
+            for index in np.flatnonzero(~np.isfinite(array)).tolist():
+                if values[index] is not None:
+                    return array, index, _check_value(kind, values[index])
+            return array, None, None
+    for index, value in enumerate(values):
+        problem = _check_value(kind, value)
+        if problem is not None:
+            return values, index, problem
+    raise AssertionError(f"a {kind} column did not fit, yet each of its values does")
+
+
+def _split_rows(split: Any) -> tuple[list[str], list[list[Any]]]:
+    """The column names and rows of a ``dataframe_split`` object, their shape checked."""
+    if not isinstance(split, dict):
+        raise RequestError("dataframe_split: expected an object with columns and data")
+    columns, data = split.get("columns"), split.get("data")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise RequestError("dataframe_split.columns: expected a list of column names")
+    if not isinstance(data, list):
+        raise RequestError("dataframe_split.data: expected a list of rows")
+    if set(map(type, data)) - {list} or set(map(len, data)) - {len(columns)}:
+        for index, row in enumerate(data):
+            if not isinstance(row, list) or len(row) != len(columns):
+                raise RequestError(
+                    f"dataframe_split.data[{index}]: expected a list of {len(columns)} values"
+                )
+    return columns, data
+
+
+def _payload_shape(payload: Any) -> tuple[str, list[Any] | tuple[list[str], list[list[Any]]]]:
+    """Where the rows of a decoded body are: ``(name, records)`` or ``(name, (columns, rows))``."""
     if isinstance(payload, dict):
         for key in ("records", "dataframe_records"):
             if key in payload:
@@ -109,35 +214,21 @@ def _records_of(payload: Any) -> tuple[str, list[Any]]:
                     raise RequestError(f"{key}: expected a list of objects")
                 return key, records
         if "dataframe_split" in payload:
-            return "dataframe_split", _split_to_records(payload["dataframe_split"])
+            return "dataframe_split", _split_rows(payload["dataframe_split"])
     raise RequestError(
         'body: expected {"records": [...]}, {"dataframe_records": [...]} or '
         '{"dataframe_split": {"columns": [...], "data": [...]}}'
     )
 
 
-def _split_to_records(split: Any) -> list[Any]:
-    if not isinstance(split, dict):
-        raise RequestError("dataframe_split: expected an object with columns and data")
-    columns, data = split.get("columns"), split.get("data")
-    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-        raise RequestError("dataframe_split.columns: expected a list of column names")
-    if not isinstance(data, list):
-        raise RequestError("dataframe_split.data: expected a list of rows")
-    records = []
-    for index, row in enumerate(data):
-        if not isinstance(row, list) or len(row) != len(columns):
-            raise RequestError(
-                f"dataframe_split.data[{index}]: expected a list of {len(columns)} values"
-            )
-        records.append(dict(zip(columns, row, strict=True)))
-    return records
-
-
 def parse_request(
     body: bytes, columns: tuple[Column, ...], id_column: str | None = None
 ) -> ParsedRequest:
-    """Decode a request body and check every record against the model's columns.
+    """Decode a request body and check every value against the model's columns.
+
+    The checks run column by column over all rows (see :func:`_check_column`), and report the
+    problem a record-by-record walk would meet first: the lowest row, and in it the first
+    column in the model's order.
 
     Args:
         body: The raw request body (JSON).
@@ -146,7 +237,7 @@ def parse_request(
             of the prediction log.
 
     Returns:
-        The records reduced to the model's columns (missing optional ones as None), and ids.
+        The model's columns (missing optional ones as None) and each row's id.
 
     Raises:
         RequestError: Not JSON, not one of the accepted shapes, no records, or a record with a
@@ -156,26 +247,46 @@ def parse_request(
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RequestError(f"body: not valid JSON ({error})") from None
-    where, records = _records_of(payload)
-    if not records:
+    where, rows = _payload_shape(payload)
+    first_bad: tuple[int, str] | None = None  # (row, message) of the first record not an object
+    if isinstance(rows, tuple):
+        names, data = rows
+        count = len(data)
+        position = {name: index for index, name in enumerate(names)}  # the last one, as dict()
+        transposed = list(zip(*data, strict=True))
+
+        def column_values(name: str, absent: Any) -> list[Any]:
+            return list(transposed[position[name]]) if name in position else [absent] * count
+
+    else:
+        if set(map(type, rows)) - {dict}:
+            index = next(i for i, row in enumerate(rows) if not isinstance(row, dict))
+            first_bad = (index, f"{where}[{index}]: expected an object of column values")
+            rows = rows[:index]  # a record before it may have a problem of its own
+        count = len(rows)
+
+        def column_values(name: str, absent: Any) -> list[Any]:
+            return [row.get(name, absent) for row in rows]
+
+    if not count and first_bad is None:
         raise RequestError(f"{where}: no records to predict")
-    parsed, ids = [], []
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise RequestError(f"{where}[{index}]: expected an object of column values")
-        row = {}
-        for column in columns:
-            if column.name not in record:
-                if column.required:
-                    raise RequestError(f"{where}[{index}]: missing field {column.name!r}")
-                row[column.name] = None
-                continue
-            value = record[column.name]
-            problem = _check_value(column.kind, value)
-            if problem is not None:
-                raise RequestError(f"{where}[{index}].{column.name}: {problem}, got {value!r:.60}")
-            row[column.name] = value
-        parsed.append(row)
-        identity = record.get(id_column) if id_column else None
-        ids.append(None if identity is None else str(identity))
-    return ParsedRequest(parsed, ids)
+    checked: dict[str, Any] = {}
+    problem: tuple[int, str] | None = None  # (row, message); a later column must be lower
+    for column in columns:
+        values = column_values(column.name, _ABSENT if column.required else None)
+        if problem is not None:  # only rows before it can hold a problem reported first
+            values = values[: problem[0]]
+        if column.required and _ABSENT in values:
+            missing = values.index(_ABSENT)
+            problem = (missing, f"{where}[{missing}]: missing field {column.name!r}")
+            values = values[:missing]
+        checked[column.name], index, why = _check_column(column.kind, values)
+        if index is not None:
+            shown = f"{values[index]!r:.60}"
+            problem = (index, f"{where}[{index}].{column.name}: {why}, got {shown}")
+    if problem is not None:
+        raise RequestError(problem[1])
+    if first_bad is not None:
+        raise RequestError(first_bad[1])
+    raw_ids = column_values(id_column, None) if id_column else [None] * count
+    return ParsedRequest(checked, [None if raw is None else str(raw) for raw in raw_ids])
