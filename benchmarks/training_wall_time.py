@@ -21,7 +21,7 @@ Goals: Airflow wall time <= 1.5x the CLI, and <= 1.3x the minimal script (issue 
 "overhead against the physical limit").
 
 Usage: python benchmarks/training_wall_time.py [--rows-per-day N] [--days N] [--reference]
-    [--no-cli]
+    [--no-cli] [--omp-threads N]
 Writes benchmarks/results/training_wall_time.json.
 """
 
@@ -169,6 +169,12 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--reference", action="store_true", help="run the minimal script too")
     parser.add_argument("--no-cli", action="store_true", help="skip the one-process CLI run")
+    parser.add_argument(
+        "--omp-threads",
+        type=int,
+        help="OMP_NUM_THREADS for every side (the fit's OpenMP threads spin-wait on a busy host: "
+        "fit times then vary several-fold between runs; 1 makes the sides comparable there)",
+    )
     args = parser.parse_args()
 
     from trainyard.core.settings import Settings
@@ -186,6 +192,7 @@ def main() -> None:
         extra_env={
             "TRAINYARD_PIPELINES_DIR": str(airflow_specs),
             "TRAINYARD_ARTIFACTS_BUCKET": "bench-airflow",
+            **({"OMP_NUM_THREADS": str(args.omp_threads)} if args.omp_threads else {}),
         },
     )
     try:
@@ -197,7 +204,7 @@ def main() -> None:
         rows = args.rows_per_day * args.days
         print(f"landed {rows:,} rows in {args.days} partitions", flush=True)
 
-        report: dict = {"rows": rows}
+        report: dict = {"rows": rows, "omp_threads": args.omp_threads}
         if args.reference:
             report["minimal"] = run_minimal({**env, "TRAINYARD_PIPELINES_DIR": str(cli_specs)})
             print(f"minimal script: {report['minimal']}", flush=True)
