@@ -54,6 +54,11 @@ TRIVIAL_TEMPLATE = '''"""Trivial airflow DAG file: {dags} DAGs x {tasks} chained
 from datetime import datetime, timedelta, timezone
 from airflow.sdk import DAG, Param, task
 
+
+def on_failure(context):
+    return None
+
+
 for index in range({dags}):
     with DAG(f"trivial_{{index}}", schedule=None,
              start_date=datetime(2026, 1, 1, tzinfo=timezone.utc), catchup=False, {extras}) as dag:
@@ -76,6 +81,11 @@ for index in range({dags}):
 def _literal(value: object) -> str:
     if isinstance(value, timedelta):
         return f"timedelta(seconds={value.total_seconds()!r})"
+    if isinstance(value, list) and value and all(callable(item) for item in value):
+        # Failure notifiers (trainyard.alerts): as many plain callbacks, defined in the file.
+        return "[" + ", ".join("on_failure" for _ in value) + "]"
+    if callable(value):
+        return "on_failure"
     ast.literal_eval(text := repr(value))  # anything else must be a plain literal
     return text
 
