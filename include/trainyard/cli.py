@@ -497,7 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     for sub in (step("ingest", cmd_ingest), step("run", cmd_run), step("drift", cmd_drift)):
-        sub.add_argument("--window-end", help="last partition date, YYYY-MM-DD")
+        sub.add_argument(
+            "--window-end",
+            help="last day of the window, YYYY-MM-DD (its partitions, its hours up to 23:00, "
+            "or its rows of a SQL query); default: the spec's offset before today",
+        )
         sub.add_argument("--window-days", type=int)
     monitor = step("monitor", cmd_monitor)
     monitor.add_argument("--window-end", help="last day of the newest window, YYYY-MM-DD")

@@ -714,6 +714,20 @@ CASES = [
         suite=_expectation(3, severity="warn"),
     ),
     Case(
+        "drift-champion-snapshot-lacks-a-compared-column",
+        ("drift", NAME, "--window-end", "2026-06-05", "--window-days", "1"),
+        "the snapshot champion corpus v1 was trained on has no column 'extra' that the drift "
+        "check compares (the spec's features changed since it was written): s3://",
+        spec=_all(
+            _permissive,
+            _set(
+                "schema.numeric_features",
+                ["tenure_months", "monthly_charges", "support_calls", "extra"],
+            ),
+        ),
+        data=_every_day(lambda f: f.assign(extra=1.0)),
+    ),
+    Case(
         "drift-static-dataset",
         ("drift", NAME),
         "pipeline 'corpus' reads a static dataset; nothing new can drift",

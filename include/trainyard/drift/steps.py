@@ -38,6 +38,10 @@ class ReferenceUnavailableError(DeterministicError):
     """The champion does not say which snapshot it was trained on (or that snapshot is gone)."""
 
 
+class ComparedColumnMissingError(DeterministicError):
+    """A snapshot lacks a column the drift check compares (the spec's features changed)."""
+
+
 class NoCurrentDataError(DeterministicError):
     """No raw partition exists on or before the day the check is for."""
 
@@ -261,16 +265,57 @@ def current_window(
     return newest_window(available, run_day, days, window_end)
 
 
-def _load_reference(settings: Settings, reference: ReferenceRef) -> pd.DataFrame:
-    """The champion's snapshot, byte for byte the one it was trained on.
+def _compared_columns(
+    settings: Settings, uri: str, sha256: str, columns: list[str], side: str
+) -> pd.DataFrame:
+    """Only the columns the check compares, of a snapshot checked byte for byte.
+
+    The other columns (id, target, features left out of ``drift.columns``) are never read: the
+    sample is drawn from row positions, so it picks the same rows either way.
+
+    Args:
+        settings: Endpoint and credentials.
+        uri: The snapshot.
+        sha256: Its recorded hash.
+        columns: The compared columns.
+        side: "the current snapshot" or which champion's snapshot, for the error.
+
+    Raises:
+        SnapshotUnavailableError: The snapshot is gone or its bytes changed.
+        ComparedColumnMissingError: It lacks a compared column.
+    """
+    from trainyard.data.snapshots import open_snapshot
+
+    with open_snapshot(settings, uri, sha256) as snapshot:
+        missing = [column for column in columns if column not in snapshot.columns]
+        if missing:
+            raise ComparedColumnMissingError(
+                f"{side} has no column {', '.join(map(repr, missing))} that the drift check "
+                f"compares (the spec's features changed since it was written): {uri}"
+            )
+        return snapshot.read(columns)
+
+
+def _load_reference(
+    settings: Settings, reference: ReferenceRef, columns: list[str]
+) -> pd.DataFrame:
+    """The compared columns of the champion's snapshot, byte for byte the one it was trained on.
 
     Raises:
         ReferenceUnavailableError: The snapshot is gone or its bytes changed.
+        ComparedColumnMissingError: It lacks a compared column.
     """
-    from trainyard.data.snapshots import SnapshotUnavailableError, load_snapshot
+    from trainyard.data.snapshots import SnapshotUnavailableError
 
     try:
-        return load_snapshot(settings, reference.snapshot_uri, reference.snapshot_sha256)
+        return _compared_columns(
+            settings,
+            reference.snapshot_uri,
+            reference.snapshot_sha256,
+            columns,
+            f"the snapshot champion {reference.model_name} v{reference.model_version} was "
+            "trained on",
+        )
     except SnapshotUnavailableError as error:
         raise ReferenceUnavailableError(
             f"the data champion {reference.model_name} v{reference.model_version} was trained "
@@ -386,7 +431,6 @@ def check_drift(
     from pathlib import Path
 
     from trainyard.core import storage
-    from trainyard.data.snapshots import load_snapshot
     from trainyard.drift import evidently
     from trainyard.drift.ledger import result_prefix
 
@@ -401,13 +445,17 @@ def check_drift(
         log.info("this check was done before; reusing %s", summary_uri)
         return DriftSummary.model_validate_json(storage.get_bytes(settings, summary_uri))
 
+    numeric, categorical = evidently.drift_columns(spec)
+    columns = numeric + categorical
     if current_frame is None:
-        current_frame = load_snapshot(settings, current.uri, current.sha256)
+        current_frame = _compared_columns(
+            settings, current.uri, current.sha256, columns, "the current snapshot"
+        )
     summary, report = compare(
         spec,
         reference,
         current,
-        _load_reference(settings, reference),
+        _load_reference(settings, reference, columns),
         current_frame,
         summary_uri,
         f"{prefix}/report.html",
