@@ -304,3 +304,25 @@ def test_labels_read_from_parquet_keep_their_ids_as_arrow_strings() -> None:
     assert labels["customer_id"].dtype == "string[pyarrow]"
     assert labels["customer_id"].tolist() == ["C1", "C2"]
     assert labels["churned"].dtype == "Int64" and labels["churned"].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (pd.Series([0, 1, 1]), [0, 1, 1]),
+        (pd.Series([0, 1], dtype="Int64"), [0, 1]),
+        (pd.Series([1.0, 0.0]), [1, 0]),
+        (pd.Series([0.5, 1.0]), ["0.5", "1.0"]),
+        (pd.Series([1, None], dtype="Int64"), ["1", "<NA>"]),
+        (pd.Series([True, False]), ["True", "False"]),
+        (["1", "0"], [1, 0]),
+    ],
+)
+def test_classes_compare_in_one_form_whether_numbers_or_text(values, expected) -> None:
+    """Numbers skip the text route (no string per row) and give what the text route gives."""
+    from trainyard.monitoring.steps import as_classes
+
+    classes = as_classes(values)
+
+    assert classes.tolist() == expected
+    assert classes.dtype == ("int64" if isinstance(expected[0], int) else object)

@@ -220,6 +220,13 @@ def as_classes(values: Any) -> Any:
     import pandas as pd
 
     series = pd.Series(list(values) if not isinstance(values, pd.Series) else values)
+    kind = series.dtype.kind
+    if kind in "iuf" and not series.isna().any():
+        # Numbers already: what their text would parse back to, without a string per row
+        # (a million labels as text took ~100 MB).
+        if kind != "f" or (series == series.round()).all():
+            return series.to_numpy(dtype="int64")
+        return series.astype(str).to_numpy(dtype=object)
     numbers = pd.to_numeric(series.astype(str), errors="coerce")
     if numbers.notna().all() and (numbers == numbers.round()).all():
         return numbers.astype("int64").to_numpy()
