@@ -13,17 +13,20 @@ champion. Three servers run as processes, each one uvicorn worker:
 Load, on loopback from this process (an open-loop asyncio client on raw keep-alive
 connections: requests are due on a fixed schedule whatever the answers, so a slow server cannot
 slow the load down, and latency counts from the due time): single-row requests
-at each ``--rates`` for ``--seconds`` each, then ``--batches`` sequential requests of 1,000 rows,
-against ours and the reference in turn, in the same run. Latency is from a request's send to
-its answer; errors count non-200 answers and failed connections; CPU is the server process's
-user+system time over the phase, and the load generator's own CPU is reported beside it.
+at each ``--rates`` for ``--seconds`` each, then ``--batches`` sequential requests of 1,000 rows
+(200 by default, so p99 is not a single request's latency), against ours and the reference in
+turn, in the same run. Our prediction log flushes as configured by default (every 10,000 rows,
+so 20 flushes happen during 200 batches); the rows it wrote during the phase are recorded.
+Latency is from a request's send to its answer; errors count non-200 answers and failed
+connections; CPU is the server process's user+system time over the phase, and the load
+generator's own CPU is reported beside it.
 
 Then the alias moves ``--moves`` times (v1 -> v2 -> v1 ...); the time until each of our servers'
 ``/models`` shows the new version is measured (webhook vs polling).
 
 Goals (issue 10): p95 <= 20 ms at 200 requests/s; not slower than ``mlflow models serve``.
 
-Usage: python benchmarks/serving_latency.py [--rates 50 200] [--seconds 60] [--batches 20]
+Usage: python benchmarks/serving_latency.py [--rates 50 200] [--seconds 60] [--batches 200]
     [--moves 3] [--keep]
 Writes benchmarks/results/serving_latency.json.
 """
@@ -180,6 +183,7 @@ def summarize(latencies: list[float], errors: int, sent: int, elapsed: float) ->
         "p95_ms": round(percentile(latencies, 0.95) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
+        "max_ms": round(max(latencies) * 1000, 2),
         "throughput_rps": round(len(latencies) / elapsed, 1),
     }
 
@@ -208,8 +212,22 @@ def served(url: str) -> str | None:
         return None
 
 
-def run_load(name: str, base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Every load phase against one server (its predict URL is ``base``)."""
+def logged_rows(metrics_url: str) -> float:
+    """Rows our server's prediction log has written to S3 so far (from its /metrics)."""
+    import httpx
+
+    name = "trainyard_serving_prediction_log_written_rows_total"
+    for line in httpx.get(metrics_url, timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def run_load(
+    name: str, base: str, pid: int, args: argparse.Namespace, metrics_url: str | None = None
+) -> dict[str, Any]:
+    """Every load phase against one server (its predict URL is ``base``; ``metrics_url``: ours,
+    whose prediction-log writes during the batch phase are counted)."""
     from trainyard_dev.churn import generate_day
 
     frame = generate_day(date(2026, 3, 1), 1000).drop(columns=["event_date", "churned"])
@@ -225,8 +243,12 @@ def run_load(name: str, base: str, pid: int, args: argparse.Namespace) -> dict[s
         results[f"single_row_{rate}_rps"] = figures
         print(f"{name:>22} single row @ {rate} rps: {figures}", flush=True)
     before = cpu_seconds(pid)
+    logged_before = logged_rows(metrics_url) if metrics_url else None
     figures = sequential(base, batch.encode(), args.batches)
     figures["server_cpu_s"] = round(cpu_seconds(pid) - before, 1)
+    if metrics_url:
+        # Rows the log wrote to S3 during the phase (each flush: 10,000 rows by default).
+        figures["prediction_log_rows_written"] = logged_rows(metrics_url) - logged_before
     figures["load_average"] = os.getloadavg()
     results["batch_1000_rows"] = figures
     print(f"{name:>22} 1,000-row batches: {figures}", flush=True)
@@ -264,7 +286,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[50.0, 200.0])
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--moves", type=int, default=3)
     parser.add_argument(
         "--mlflow-one-thread",
@@ -356,6 +378,7 @@ def main() -> int:
                 f"http://127.0.0.1:{ours_port}/predict/{PIPELINE}",
                 processes["ours"].pid,
                 args,
+                metrics_url=f"http://127.0.0.1:{ours_port}/metrics",
             ),
             "mlflow_models_serve": run_load(
                 "mlflow models serve",

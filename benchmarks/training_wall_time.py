@@ -21,7 +21,7 @@ Goals: Airflow wall time <= 1.5x the CLI, and <= 1.3x the minimal script (issue 
 "overhead against the physical limit").
 
 Usage: python benchmarks/training_wall_time.py [--rows-per-day N] [--days N] [--reference]
-    [--no-cli] [--omp-threads N]
+    [--no-cli] [--omp-threads N] [--profile FILE]
 Writes benchmarks/results/training_wall_time.json.
 """
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -127,14 +128,59 @@ def run_minimal(env: dict[str, str]) -> dict:
         return {**result, **json.loads(output.read_text())}
 
 
-def run_airflow(stack, env_dir: Path) -> dict:
-    """Trigger train_churn under airflow standalone and measure it."""
+def task_timeline(tasks: list[dict], run_start: datetime) -> dict:
+    """Each task's queued/start/end (seconds from the run's start) and the gaps between tasks.
+
+    A gap is the time from the end of the task(s) a task waits for (the latest end before its
+    start) to its start: the scheduler noticing the end, queueing the next task and the
+    executor's worker starting its process.
+    """
+    done = sorted(
+        (t for t in tasks if t["start_date"] and t["end_date"]), key=lambda t: t["start_date"]
+    )
+
+    def at(moment: str | None) -> float | None:
+        if moment is None:
+            return None
+        return round((datetime.fromisoformat(moment) - run_start).total_seconds(), 2)
+
+    timeline = {
+        t["task_id"]: {
+            "queued": at(t.get("queued_when")),
+            "start": at(t["start_date"]),
+            "end": at(t["end_date"]),
+        }
+        for t in done
+    }
+    gaps = {}
+    for task_id, times in timeline.items():
+        ends = [o["end"] for o in timeline.values() if o["end"] <= times["start"]]
+        gaps[task_id] = round(times["start"] - max(ends, default=0.0), 2)
+    return {"tasks": timeline, "gaps_s": gaps, "gaps_total_s": round(sum(gaps.values()), 2)}
+
+
+def profiled(pid: int, output: Path) -> subprocess.Popen:
+    """py-spy sampling a process tree (every task process forked below it) into ``output``.
+
+    Collapsed stacks (idle ones too: waits on S3 and MLflow count), one line per stack, its
+    first frames the processes (pid and title) down to the sampled one; a task's process is
+    titled by its task instance id. py-spy must be on PATH.
+    """
+    command = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--rate", "50", "--idle"]
+    command += ["--format", "raw", "--output", str(output), "--nonblocking"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def run_airflow(stack, env_dir: Path, profile: Path | None = None) -> dict:
+    """Trigger train_churn under airflow standalone and measure it (``profile``: py-spy's
+    collapsed stacks of the whole Airflow tree during the run go there)."""
     from trainyard_dev.demo import api_for
 
     api = api_for(stack)
     api.wait_for_dag("train_churn")
     api.set_paused("train_churn", False)
     time.sleep(5)  # let the scheduler settle after unpausing
+    spy = profiled(stack.running_pid("airflow"), profile) if profile else None
     with TreeMemory(stack.running_pid("airflow")) as memory:
         idle_total, _ = memory.sample()
         load_before = round(os.getloadavg()[0], 1)
@@ -143,6 +189,9 @@ def run_airflow(stack, env_dir: Path) -> dict:
         finished = api.wait_for_run("train_churn", run["dag_run_id"], timeout=3600)
         trigger_to_end = time.perf_counter() - triggered
         load_after = round(os.getloadavg()[0], 1)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        spy.wait(timeout=120)
     if finished["state"] != "success":
         states = api.task_states("train_churn", run["dag_run_id"])
         raise RuntimeError(f"Airflow run {finished['state']}: {states}")
@@ -155,6 +204,7 @@ def run_airflow(stack, env_dir: Path) -> dict:
         "wall_s": (ended - started).total_seconds(),
         "trigger_to_end_s": trigger_to_end,
         "task_durations_s": {t["task_id"]: t["duration"] for t in tasks},
+        "timeline": task_timeline(tasks, started),
         "peak_task_rss_mb": memory.peak_single / 2**20,
         "tree_idle_rss_mb": idle_total / 2**20,
         "tree_peak_rss_mb": memory.peak_total / 2**20,
@@ -174,6 +224,12 @@ def main() -> None:
         type=int,
         help="OMP_NUM_THREADS for every side (the fit's OpenMP threads spin-wait on a busy host: "
         "fit times then vary several-fold between runs; 1 makes the sides comparable there)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write py-spy's collapsed stacks of the Airflow run here (py-spy on PATH; the "
+        "sampling slows the run, so take times from a run without it)",
     )
     args = parser.parse_args()
 
@@ -218,7 +274,7 @@ def main() -> None:
             print(f"CLI: {cli['wall_s']:.1f} s, peak RSS {cli['peak_rss_mb']:.0f} MB", flush=True)
 
         stack.start_airflow()
-        report["airflow"] = airflow = run_airflow(stack, airflow_specs)
+        report["airflow"] = airflow = run_airflow(stack, airflow_specs, args.profile)
         print(
             f"Airflow: run {airflow['wall_s']:.1f} s "
             f"(trigger to end {airflow['trigger_to_end_s']:.1f} s), "
@@ -228,6 +284,11 @@ def main() -> None:
             flush=True,
         )
         print(f"Airflow tasks: {airflow['task_durations_s']}", flush=True)
+        print(
+            f"between tasks: {airflow['timeline']['gaps_s']} "
+            f"(total {airflow['timeline']['gaps_total_s']} s)",
+            flush=True,
+        )
         if "cli" in report:
             report["ratio"] = airflow["wall_s"] / report["cli"]["wall_s"]
             print(f"ratio Airflow/CLI: {report['ratio']:.2f} (goal <= 1.5)")

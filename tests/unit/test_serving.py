@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
+import signal
 from datetime import UTC, date, datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from trainyard.core.settings import ServingSettings
@@ -211,7 +215,7 @@ def test_only_champion_alias_events_nudge() -> None:
 
 def test_log_rows_follow_the_prediction_layout() -> None:
     from trainyard.data.predictions import BASE_COLUMNS
-    from trainyard.serving.prediction_log import Served, log_frame
+    from trainyard.serving.prediction_log import Served, join_by_version, log_frame
 
     at = datetime(2026, 11, 20, 12, tzinfo=UTC)
     served = [
@@ -224,13 +228,104 @@ def test_log_rows_follow_the_prediction_layout() -> None:
             np.array([1]), np.array([[0.4, 0.6]]), (0, 1),
         ),
     ]  # fmt: skip
-    frame = log_frame(served, "instance-1")
+    frame = log_frame(join_by_version(served), "instance-1")
     assert list(frame.columns[: len(BASE_COLUMNS)]) == list(BASE_COLUMNS)
     assert frame["row_id"].tolist() == ["a", "b", "c"]
     assert frame["model_version"].tolist() == ["3", "3", "4"]
     assert frame["proba_1"].tolist() == [0.8, 0.1, 0.6]
     assert frame["x"].tolist()[0] == 1.0 and np.isnan(frame["x"].tolist()[1])
     assert set(frame["source"]) == {"online"} and set(frame["run_id"]) == {"instance-1"}
+
+
+def _log_frame_before_the_encoder_process(served: list, instance_id: str) -> pd.DataFrame:
+    """The flush's frame as the server built it in process until the encoder process (6949cbd),
+    kept here as the reference the written files must still match."""
+    from trainyard.data.predictions import prediction_frame
+    from trainyard.serving.schema import join_columns
+
+    by_version: dict = {}
+    for item in served:
+        by_version.setdefault((item.model_name, item.model_version, item.classes), []).append(item)
+    parts = []
+    for (model_name, model_version, classes), items in by_version.items():
+        with_probabilities = classes is not None and all(
+            item.probabilities is not None for item in items
+        )
+        frame = prediction_frame(
+            [row_id for item in items for row_id in item.row_ids],
+            np.concatenate([np.asarray(item.predictions) for item in items]),
+            np.concatenate([np.asarray(item.probabilities) for item in items])
+            if with_probabilities
+            else None,
+            classes,
+            model_name=model_name,
+            model_version=model_version,
+            run_id=instance_id,
+            source="online",
+            scored_at=pd.to_datetime([item.scored_at for item in items], utc=True).repeat(
+                [item.rows for item in items]
+            ),
+        )
+        features = pd.DataFrame(join_columns([item.features for item in items]))
+        parts.append(
+            pd.concat([frame, features.drop(columns=frame.columns, errors="ignore")], axis=1)
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_encoded_log_files_keep_the_schema_and_rows_of_the_in_process_flush() -> None:
+    """The encoder process writes what the in-process flush wrote: same Arrow schema (pandas
+    metadata included) and same rows, across versions, classes, kinds of column and nulls."""
+    import pyarrow.parquet as pq
+
+    from trainyard.core import storage
+    from trainyard.serving.prediction_log import Encoder, Served, encode_batch, join_by_version
+
+    at = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+    def request(version: str, ids: list, rows: int, classes: tuple | None, **features) -> Served:
+        probabilities = None if classes is None else np.full((rows, len(classes)), 0.5)
+        return Served(
+            "churn", "churn", version, at, ids, features, np.arange(rows), probabilities, classes
+        )
+
+    served = [
+        request("3", ["a", "b"], 2, (0, 1), x=np.array([1.0, np.nan]), city=["oslo", None],
+                calls=[1, 2], flag=[True, None]),
+        request("3", ["c"], 1, (0, 1), x=np.array([2.5]), city=["rome"], calls=[None],
+                flag=[False]),
+        request("4", ["d"], 1, (0, 1, 2), x=np.array([0.5]), city=[None], calls=[3],
+                flag=[None]),
+    ]  # fmt: skip
+    before = storage.parquet_bytes(_log_frame_before_the_encoder_process(served, "i-1"))
+    encoder = Encoder()
+    try:
+        after = encoder.run(encode_batch, join_by_version(served), "i-1")
+    finally:
+        encoder.stop()
+    before_table, after_table = (pq.read_table(io.BytesIO(body)) for body in (before, after))
+    assert after_table.schema.equals(before_table.schema, check_metadata=True)
+    assert after_table.equals(before_table)
+    assert after_table.column("proba_2").null_count == 3
+    assert after == before
+
+
+def test_encoder_errors_come_back_as_failures_and_a_dead_encoder_is_replaced() -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    from trainyard.serving.prediction_log import Encoder, EncoderError
+
+    encoder = Encoder()
+    try:
+        with pytest.raises(EncoderError, match="ValueError: invalid literal"):
+            encoder.run(int, "not a number")
+        worker = encoder.run(os.getpid)
+        assert worker != os.getpid()
+        with pytest.raises(BrokenProcessPool):
+            encoder.run(os.kill, worker, signal.SIGKILL)
+        assert encoder.run(int, "7") == 7  # a new process
+    finally:
+        encoder.stop()
 
 
 def test_serving_settings_from_the_environment() -> None:

@@ -19,6 +19,7 @@ from trainyard_dev.services import (
     HOST,
     Ports,
     ServiceRunner,
+    http_answers,
     http_ok,
     s3_identities,
     seaweedfs_command,
@@ -30,6 +31,9 @@ AIRFLOW_ADMIN = "admin"
 #: MLflow server took over 120 s to start its workers; a healthy start returns as soon as ready.
 START_TIMEOUTS = {"s3": 180.0, "mlflow": 300.0, "airflow": 420.0, "model-server": 180.0}
 MODEL_SERVER = "model-server"
+#: The embedded scheduler's idle sleep between loops (Airflow's default is 1 s; see
+#: ``Stack.airflow_env``). 0.2 s costs a few idle SQLite queries a second.
+SCHEDULER_IDLE_SLEEP_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,10 @@ class Stack(ServiceRunner):
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.ports.airflow_trigger_logs),
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            # How long the scheduler sleeps after a loop that queued nothing and saw no task end
+            # ([scheduler] scheduler_idle_sleep_time, default 1 s): a task that ends during that
+            # sleep waits for it before its downstream task is queued, once per edge of the DAG.
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": str(SCHEDULER_IDLE_SLEEP_S),
         }
 
     def state_secret(self, name: str, make: Callable[[], str]) -> str:
@@ -273,6 +281,14 @@ class Stack(ServiceRunner):
         wait_for(
             lambda: http_ok(f"{self.airflow_url}/api/v2/monitor/health"),
             f"Airflow API server on {self.airflow_url}",
+            START_TIMEOUTS["airflow"],
+            self.log_path("airflow"),
+        )
+        # The execution API (what task processes call) builds its versioned routes on its first
+        # request (Cadwyn), several seconds that the first task of the first run would wait.
+        wait_for(
+            lambda: http_answers(f"{self.airflow_url}/execution/health"),
+            f"Airflow execution API on {self.airflow_url}/execution/",
             START_TIMEOUTS["airflow"],
             self.log_path("airflow"),
         )

@@ -91,6 +91,17 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def http_answers(url: str) -> bool:
+    """Whether a server answers a GET of ``url`` at all (any status), within 30 s."""
+    try:
+        with urllib.request.urlopen(url, timeout=30):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def wait_for(check: Callable[[], bool], what: str, timeout: float, log: Path | None = None) -> None:
     """Poll ``check`` until it is true.
 
