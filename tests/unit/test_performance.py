@@ -242,3 +242,87 @@ def test_joining_predictions_piece_by_piece_equals_joining_them_whole() -> None:
     assert join.unmatched_labels == 1 and len(join.joined) == len(whole) == 99
     expected = whole[["prediction", "proba_0", "proba_1", "label"]].reset_index(drop=True)
     pd.testing.assert_frame_equal(join.joined, expected)
+
+
+@pytest.mark.parametrize("id_dtype", [object, "string[pyarrow]"])
+def test_the_join_matches_ids_the_same_whether_they_are_python_or_arrow_strings(id_dtype) -> None:
+    """Labels read from Parquet keep their ids as Arrow strings; predictions come either way."""
+    predictions = _predictions(40, correct=25)
+    predictions["row_id"] = predictions["row_id"].astype(id_dtype)
+    labels = _labels([f"r{i}" for i in range(39, 9, -1)] + ["late"])
+    labels["row_id"] = labels["row_id"].astype("string[pyarrow]")
+    expected = pd.merge(predictions, labels.astype({"row_id": object}), on="row_id")
+
+    join = join_window(BASELINE, [predictions.iloc[:17], predictions.iloc[17:]], labels)
+
+    assert (join.labels, join.unmatched_labels, len(join.joined)) == (31, 1, 30)
+    pd.testing.assert_frame_equal(
+        join.joined, expected[["prediction", "proba_0", "proba_1", "label"]]
+    )
+
+
+def test_the_check_key_hashes_labels_in_slices_to_the_digest_of_the_whole() -> None:
+    """Hashing a window's labels a slice at a time gives the key hashing them whole gave."""
+    import hashlib
+
+    from trainyard.data.predictions import PIECE_ROWS
+    from trainyard.monitoring.steps import _hash_rows
+
+    rows = PIECE_ROWS + 1000
+    labels = pd.DataFrame(
+        {
+            "row_id": pd.array([f"C{i:07d}" for i in range(rows)], dtype="string[pyarrow]"),
+            "label": pd.array([i % 2 for i in range(rows)], dtype="Int64"),
+        }
+    )
+    whole = hashlib.sha256()
+    whole.update(pd.util.hash_pandas_object(labels.astype(str), index=False).to_numpy().tobytes())
+    sliced = hashlib.sha256()
+
+    _hash_rows(sliced, labels)
+
+    assert sliced.hexdigest() == whole.hexdigest()
+
+
+def test_labels_read_from_parquet_keep_their_ids_as_arrow_strings() -> None:
+    """A million ids as Python objects would cost ~80 MB more than the column itself."""
+    import io
+
+    from trainyard.data.sources import file_columns
+
+    spec = _spec()
+    body = io.BytesIO()
+    frame = pd.DataFrame(
+        {"customer_id": ["C1", "C2"], "tenure_months": [1, 2], "churned": [0, 1]}
+    ).astype({"churned": "Int64"})
+    frame.to_parquet(body, index=False)
+
+    (labels,) = file_columns(
+        spec, spec.source, body.getvalue(), "s3://raw/x.parquet", ["customer_id", "churned"]
+    )
+
+    assert labels["customer_id"].dtype == "string[pyarrow]"
+    assert labels["customer_id"].tolist() == ["C1", "C2"]
+    assert labels["churned"].dtype == "Int64" and labels["churned"].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (pd.Series([0, 1, 1]), [0, 1, 1]),
+        (pd.Series([0, 1], dtype="Int64"), [0, 1]),
+        (pd.Series([1.0, 0.0]), [1, 0]),
+        (pd.Series([0.5, 1.0]), ["0.5", "1.0"]),
+        (pd.Series([1, None], dtype="Int64"), ["1", "<NA>"]),
+        (pd.Series([True, False]), ["True", "False"]),
+        (["1", "0"], [1, 0]),
+    ],
+)
+def test_classes_compare_in_one_form_whether_numbers_or_text(values, expected) -> None:
+    """Numbers skip the text route (no string per row) and give what the text route gives."""
+    from trainyard.monitoring.steps import as_classes
+
+    classes = as_classes(values)
+
+    assert classes.tolist() == expected
+    assert classes.dtype == ("int64" if isinstance(expected[0], int) else object)

@@ -430,14 +430,15 @@ def file_columns(
     """Only ``columns`` of one data file of ``source`` (its format: Parquet or CSV), unchecked.
 
     For readers that need a few columns of many files (the performance monitor's labels):
-    Parquet reads just those columns, CSV is parsed in chunks like any source file (text
-    columns stay text). A file lacking one of them yields nothing.
+    Parquet reads just those columns (text as ``string[pyarrow]``), CSV is parsed in chunks like
+    any source file (text columns stay text). A file lacking one of them yields nothing.
 
     Raises:
         RawDataError: The file does not open in the source's format.
     """
     import io
 
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -450,7 +451,11 @@ def file_columns(
     try:
         parquet = pq.ParquetFile(io.BytesIO(body))
         if set(columns) <= set(parquet.schema_arrow.names):
-            yield parquet.read(columns=columns).to_pandas()
+            # Text as Arrow strings (``string[pyarrow]``): a million ids as Python objects
+            # would take ~80 MB more than the column itself.
+            arrow_text = {pa.string(): pd.StringDtype("pyarrow"),
+                          pa.large_string(): pd.StringDtype("pyarrow")}  # fmt: skip
+            yield parquet.read(columns=columns).to_pandas(types_mapper=arrow_text.get)
     except (pa.ArrowException, OSError) as error:
         raise RawDataError(f"{where} cannot be read as Parquet: {_first_line(error)}") from None
 
